@@ -1,0 +1,1 @@
+"""Builds, deploys, promotes and rolls back the Consciousness Engine."""

@@ -1,0 +1,1 @@
+"""One module per thing the deployer does: engine, build, cluster."""

@@ -1,0 +1,123 @@
+"""What the cluster is made of: Go programs, root file systems and images.
+
+Data only; the actions decide when to build. Versions come from the go.mod
+of each component folder (Go modules) and infra/versions.toml (the rest).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deployer.lower.gobuild import GoProgram
+from deployer.lower.rootfs import RootfsSpec
+from deployer.settings import Paths, Versions, go_module_version
+
+NODE_ROOTFS = RootfsSpec(
+    name="node",
+    packages=(
+        "systemd", "systemd-sysv", "dbus", "containerd", "runc", "containernetworking-plugins",
+        "iptables", "nftables", "ipset", "iproute2", "ethtool", "conntrack", "util-linux",
+        "mount", "kmod", "libseccomp2", "ca-certificates", "procps", "jq", "socat",
+        "iputils-ping",
+    ),
+)
+
+# One small general-purpose base for node-level helpers (kube-proxy, kube-router,
+# the storage helper pod) and for the test suite's probe pods.
+TOOLBOX_ROOTFS = RootfsSpec(
+    name="toolbox",
+    packages=(
+        "iptables", "ipset", "iproute2", "conntrack", "ca-certificates", "curl",
+        "netcat-openbsd", "python3-minimal", "procps",
+    ),
+)
+
+TOOLBOX_IMAGE = "ce.local/toolbox:bookworm"
+
+
+def kubernetes_ldflags(version: str) -> str:
+    """The version stamps kubeadm and the kubelet report (normally set by make)."""
+    major, minor = version.lstrip("v").split(".")[:2]
+    stamps = {
+        "gitVersion": version,
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+    }
+    flags = ["-s", "-w"]
+    for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [f"-X {package}.{name}={value}" for name, value in stamps.items()]
+    return " ".join(flags)
+
+
+def go_programs(paths: Paths, versions: Versions) -> dict[str, GoProgram]:
+    c = paths.components
+    k8s_commands = ("kubeadm", "kubelet", "kubectl", "kube-apiserver",
+                    "kube-controller-manager", "kube-scheduler", "kube-proxy")
+    programs = [
+        GoProgram("runc-capfilter", c / "runc-capfilter", (("runc-capfilter", "."),)),
+        GoProgram("pause", c / "pause", (("pause", "."),)),
+        GoProgram("kind", c / "kind", (("kind", "sigs.k8s.io/kind"),)),
+        GoProgram(
+            "kubernetes",
+            c / "kubernetes",
+            tuple((name, f"k8s.io/kubernetes/cmd/{name}") for name in k8s_commands),
+            ldflags=kubernetes_ldflags(versions.kubernetes),
+        ),
+        GoProgram("etcd", c / "etcd", (("etcd", "go.etcd.io/etcd/server/v3"),
+                                       ("etcdctl", "go.etcd.io/etcd/etcdctl/v3"))),
+        GoProgram("coredns", c / "coredns", (("coredns", "github.com/coredns/coredns"),)),
+        GoProgram("kube-router", c / "kube-router",
+                  (("kube-router", "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"),)),
+        GoProgram("metrics-server", c / "metrics-server",
+                  (("metrics-server", "sigs.k8s.io/metrics-server/cmd/metrics-server"),)),
+        GoProgram("local-path-provisioner", c / "local-path-provisioner",
+                  (("local-path-provisioner", "github.com/rancher/local-path-provisioner"),)),
+    ]
+    return {program.name: program for program in programs}
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """A runtime image: a base (scratch or a rootfs) plus binaries from Go programs."""
+
+    ref: str
+    base: str  # "scratch" or a RootfsSpec name
+    binaries: tuple[tuple[str, str], ...]  # (program name, binary name) -> /usr/local/bin
+    entrypoint: tuple[str, ...] = ()
+    user: str = ""
+
+
+def component_version(paths: Paths, folder: str, module: str) -> str:
+    return go_module_version(paths.components / folder / "go.mod", module)
+
+
+def cluster_images(paths: Paths, versions: Versions) -> list[ImageSpec]:
+    """Every image the node image preloads; tags are the ones kubeadm and our manifests ask for."""
+    k8s = versions.kubernetes
+    etcd = component_version(paths, "etcd", "go.etcd.io/etcd/server/v3").lstrip("v") + "-0"
+    coredns = component_version(paths, "coredns", "github.com/coredns/coredns")
+    router = component_version(paths, "kube-router", "github.com/cloudnativelabs/kube-router/v2")
+    metrics = component_version(paths, "metrics-server", "sigs.k8s.io/metrics-server")
+    local_path = component_version(paths, "local-path-provisioner",
+                                   "github.com/rancher/local-path-provisioner")
+    control_plane = [
+        ImageSpec(f"registry.k8s.io/{name}:{k8s}", "scratch", (("kubernetes", name),))
+        for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+    ]
+    return control_plane + [
+        ImageSpec(f"registry.k8s.io/kube-proxy:{k8s}", "toolbox", (("kubernetes", "kube-proxy"),)),
+        ImageSpec(f"registry.k8s.io/etcd:{etcd}", "scratch",
+                  (("etcd", "etcd"), ("etcd", "etcdctl"))),
+        ImageSpec(f"registry.k8s.io/coredns/coredns:{coredns}", "scratch",
+                  (("coredns", "coredns"),), entrypoint=("/usr/local/bin/coredns",)),
+        ImageSpec(f"registry.k8s.io/pause:{versions.pause_tag}", "scratch",
+                  (("pause", "pause"),), entrypoint=("/usr/local/bin/pause",)),
+        ImageSpec(f"ce.local/kube-router:{router}", "toolbox", (("kube-router", "kube-router"),)),
+        ImageSpec(f"ce.local/metrics-server:{metrics}", "scratch",
+                  (("metrics-server", "metrics-server"),), user="65534"),
+        ImageSpec(f"ce.local/local-path-provisioner:{local_path}", "scratch",
+                  (("local-path-provisioner", "local-path-provisioner"),)),
+        ImageSpec(TOOLBOX_IMAGE, "toolbox", ()),
+    ]

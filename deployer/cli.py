@@ -1,0 +1,104 @@
+"""Command line: parse, call one action, print the outcome or one clear error line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from deployer.actions import cluster
+from deployer.actions.build import build_all
+from deployer.actions.engine import ensure_engine
+from deployer.errors import DeployerError
+from deployer.settings import Paths, default_paths
+
+log = logging.getLogger("deployer")
+
+
+def configure_logging(paths: Paths, verbose: bool) -> Path:
+    """Progress at INFO to the terminal; everything (subprocess output too) to a log file."""
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    log_file = paths.logs / f"deployer-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG)
+    console = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
+    console.setLevel(logging.DEBUG if verbose else logging.INFO)
+    to_file = logging.FileHandler(log_file)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.handlers = [console, to_file]
+    for noisy in ("urllib3", "docker", "kubernetes"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return log_file
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m deployer", description=__doc__)
+    top.add_argument("-v", "--verbose", action="store_true", help="show subprocess output")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("engine", help="start or check the Docker engine (privileged-capable)")
+    commands.add_parser("build", help="build kind, Kubernetes and every image (cached)")
+
+    cluster_cmd = commands.add_parser("cluster", help="ephemeral kind cluster lifecycle")
+    verbs = cluster_cmd.add_subparsers(dest="verb", required=True)
+    up = verbs.add_parser("up", help="create a cluster (1 control plane + N workers)")
+    up.add_argument("--name", default="ce")
+    up.add_argument("--workers", type=int, default=2)
+    up.add_argument("--api-port", type=int, default=0, help="127.0.0.1 port for the API server")
+    up.add_argument("--keep-on-failure", action="store_true",
+                    help="leave a half-created cluster for inspection")
+    for verb in ("down", "status"):
+        verbs.add_parser(verb).add_argument("--name", default="ce")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    paths = default_paths()
+    log_file = configure_logging(paths, args.verbose)
+    try:
+        return dispatch(args, paths)
+    except DeployerError as error:
+        log.error("%s", error)
+        log.error("full log: %s", log_file)
+        return error.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+
+
+def dispatch(args: argparse.Namespace, paths: Paths) -> int:
+    if args.command == "engine":
+        ensure_engine(paths)
+    elif args.command == "build":
+        report = build_all(paths, ensure_engine(paths))
+        print(report.node_image)
+        for stage, seconds in report.stages.items():
+            log.info("   %-20s %6.1fs", stage, seconds)
+    elif args.command == "cluster":
+        if args.verb == "up":
+            request = cluster.ClusterRequest(
+                name=args.name, workers=args.workers, api_port=args.api_port,
+                keep_on_failure=args.keep_on_failure,
+            )
+            handle = cluster.up(paths, request)
+            print(handle.kubeconfig)
+        elif args.verb == "down":
+            if cluster.down(paths, args.name):
+                log.info("cluster %r deleted", args.name)
+            else:
+                log.info("no cluster named %r", args.name)
+        else:
+            for line in cluster.status(paths, args.name):
+                print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Thin wrappers around the tools the actions drive: processes, Docker, Go, kind, Kubernetes."""

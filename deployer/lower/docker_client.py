@@ -1,0 +1,183 @@
+"""The Docker SDK, narrowed to what the build needs, with errors a user can act on."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tarfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from deployer.errors import BuildError, PrerequisiteError
+from deployer.lower import proc
+
+log = logging.getLogger(__name__)
+
+CACHE_LABEL = "ce.cache-key"
+
+
+@dataclass
+class BuildContext:
+    """An in-memory docker build context: a Dockerfile plus files."""
+
+    dockerfile: str
+    files: dict[str, tuple[Path, int]] = field(default_factory=dict)  # name -> (source, mode)
+
+    def add(self, name: str, source: Path, mode: int = 0o755) -> None:
+        self.files[name] = (source, mode)
+
+    def tar(self) -> io.BytesIO:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            data = self.dockerfile.encode()
+            info = tarfile.TarInfo("Dockerfile")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+            for name, (source, mode) in sorted(self.files.items()):
+                if source.is_dir():
+                    archive.add(source, arcname=name)
+                    continue
+                info = archive.gettarinfo(str(source), arcname=name)
+                info.mode = mode
+                info.uid = info.gid = 0
+                info.uname = info.gname = "root"
+                info.mtime = 0
+                with source.open("rb") as handle:
+                    archive.addfile(info, handle)
+        buffer.seek(0)
+        return buffer
+
+
+class DockerClient:
+    """Docker engine access for builds; one instance per command."""
+
+    def __init__(self, base_url: str | None = None) -> None:
+        try:
+            self._client = (
+                docker.DockerClient(base_url=base_url, timeout=600)
+                if base_url
+                else docker.from_env(timeout=600)
+            )
+            self._client.ping()
+        except docker.errors.DockerException as error:
+            raise PrerequisiteError(
+                f"cannot reach the Docker engine ({error}); run `python -m deployer engine up` "
+                "or set DOCKER_HOST"
+            ) from None
+
+    @property
+    def api(self) -> Any:
+        return self._client.api
+
+    def info(self) -> dict[str, Any]:
+        info: dict[str, Any] = self._client.info()
+        return info
+
+    def image_exists(self, ref: str) -> bool:
+        try:
+            self._client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            return False
+        return True
+
+    def image_labels(self, ref: str) -> Mapping[str, str]:
+        try:
+            image = self._client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            return {}
+        labels: Mapping[str, str] = image.labels or {}
+        return labels
+
+    def image_size(self, ref: str) -> int:
+        size: int = self._client.images.get(ref).attrs["Size"]
+        return size
+
+    def import_tarball(self, tarball: Path, ref: str) -> None:
+        repository, tag = ref.rsplit(":", 1)
+        with tarball.open("rb") as handle:
+            self._client.api.import_image_from_data(handle, repository=repository, tag=tag)
+        if not self.image_exists(ref):
+            raise BuildError(f"docker import of {tarball} did not produce {ref}")
+
+    def build(self, context: BuildContext, ref: str, labels: Mapping[str, str]) -> None:
+        """Build ``ref`` from ``context``; the build log goes to the debug log."""
+        stream = self._client.api.build(
+            fileobj=context.tar(),
+            custom_context=True,
+            tag=ref,
+            labels=dict(labels),
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        last: list[str] = []
+        for chunk in stream:
+            if "error" in chunk:
+                raise BuildError(f"building {ref} failed: {chunk['error'].strip()}\n" + "\n".join(last[-10:]))
+            text = str(chunk.get("stream", "")).rstrip()
+            if text:
+                last.append(text)
+                log.debug("[build %s] %s", ref, text)
+        if not self.image_exists(ref):
+            raise BuildError(f"building {ref} produced no image:\n" + "\n".join(last[-10:]))
+
+    def save(self, refs: Iterable[str], destination: Path) -> None:
+        """Write ``refs`` as one docker-archive tarball (what ``ctr import`` reads)."""
+        # The SDK saves one image per call; the CLI writes several with shared layers.
+        partial = destination.with_suffix(".partial")
+        proc.run(["docker", "save", "-o", partial, *refs], timeout=900, describe="docker save")
+        partial.rename(destination)
+
+    def run_detached(self, ref: str, name: str, command: list[str], **options: Any) -> Any:
+        try:
+            old = self._client.containers.get(name)
+            old.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        return self._client.containers.run(ref, command, name=name, detach=True, **options)
+
+    def exec(self, container: Any, command: list[str], what: str) -> str:
+        result = container.exec_run(command, demux=False)
+        output = (result.output or b"").decode(errors="replace")
+        log.debug("[%s] %s", what, output)
+        if result.exit_code != 0:
+            raise BuildError(f"{what} failed (exit {result.exit_code}): {output[-2000:]}")
+        return output
+
+    def put_file(self, container: Any, source: Path, directory: str) -> None:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            archive.add(source, arcname=source.name)
+        buffer.seek(0)
+        container.put_archive(directory, buffer.getvalue())
+
+    def commit(self, container: Any, ref: str, changes: list[str], labels: Mapping[str, str]) -> None:
+        repository, tag = ref.rsplit(":", 1)
+        conf = {"Labels": dict(labels)}
+        container.commit(repository=repository, tag=tag, changes=changes, conf=conf)
+
+    def remove_container(self, name: str) -> None:
+        try:
+            self._client.containers.get(name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def probe_privileged(self, ref: str, command: list[str]) -> str | None:
+        """Run ``command`` privileged; return None on success, else the engine's error."""
+        try:
+            self._client.containers.run(ref, command, privileged=True, remove=True, network_mode="none")
+        except docker.errors.ContainerError as error:
+            return f"exit {error.exit_status}: {error.stderr!r}"
+        except docker.errors.APIError as error:
+            return str(error.explanation or error)
+        return None
+
+
+def dump(value: object) -> str:
+    return json.dumps(value, indent=2, sort_keys=True)

@@ -1,0 +1,114 @@
+"""Start (or reuse) a Docker engine that can run kind's privileged nodes.
+
+This sandbox's capability bounding set lacks CAP_SYS_RESOURCE, so runc's
+``--privileged`` containers fail with "unable to apply caps". Our engine uses
+runc-capfilter (infra/kind/components/runc-capfilter) as its default runtime;
+it removes capabilities the host cannot grant and then runs Debian's runc.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from deployer.errors import PrerequisiteError
+from deployer.lower import proc
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOCKET = Path("/var/run/docker.sock")
+ENGINE_START_TIMEOUT = 60.0
+SYSCTLS = {"fs/inotify/max_user_instances": 512, "fs/inotify/max_user_watches": 524288}
+
+
+def socket_answers(path: Path) -> bool:
+    """True when something accepts connections on the Docker socket."""
+    if not path.exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2.0)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+def raise_sysctls() -> None:
+    """kind's multi-node clusters exhaust the default inotify limits."""
+    for key, wanted in SYSCTLS.items():
+        path = Path("/proc/sys") / key
+        current = int(path.read_text().split()[0])
+        if current >= wanted:
+            continue
+        try:
+            path.write_text(str(wanted))
+            log.info("   raised %s from %d to %d", key.replace("/", "."), current, wanted)
+        except OSError as error:
+            raise PrerequisiteError(
+                f"{key.replace('/', '.')} is {current}, kind needs {wanted} and it cannot be "
+                f"raised here ({error}); run as root or set it with sysctl"
+            ) from None
+
+
+def install_engine_package() -> None:
+    """Install Debian's docker.io when no dockerd exists (root only)."""
+    if shutil.which("dockerd"):
+        return
+    if os.geteuid() != 0:
+        raise PrerequisiteError("no Docker engine and not root: install docker.io or run as root")
+    log.info("   installing Debian's docker.io (dockerd 20.10)")
+    proc.run(["apt-get", "update", "-q"], timeout=600, describe="apt-get update")
+    proc.run(
+        ["apt-get", "install", "-y", "-q", "docker.io"],
+        env={"DEBIAN_FRONTEND": "noninteractive"},
+        timeout=900,
+        describe="apt-get install docker.io",
+    )
+
+
+def start_engine(state_dir: Path, capfilter: Path) -> None:
+    """Start dockerd on the default socket with runc-capfilter as default runtime."""
+    install_engine_package()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    runtime = state_dir / "runc-capfilter"
+    if not runtime.exists() or runtime.read_bytes() != capfilter.read_bytes():
+        shutil.copy2(capfilter, runtime)
+        runtime.chmod(0o755)
+    config = state_dir / "daemon.json"
+    config.write_text(
+        json.dumps(
+            {
+                "runtimes": {"capfilter": {"path": str(runtime)}},
+                "default-runtime": "capfilter",
+                "storage-driver": "overlay2",
+            },
+            indent=2,
+        )
+    )
+    log_path = state_dir / "dockerd.log"
+    log.info("   starting dockerd (log: %s)", log_path)
+    with log_path.open("ab") as log_file:
+        subprocess.Popen(  # noqa: S603 - fixed argv; the engine outlives this process on purpose
+            ["dockerd", "--config-file", str(config)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + ENGINE_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if socket_answers(DEFAULT_SOCKET):
+            return
+        time.sleep(0.5)
+    tail = log_path.read_text(errors="replace").splitlines()[-15:]
+    raise PrerequisiteError(
+        f"dockerd did not answer on {DEFAULT_SOCKET} within {ENGINE_START_TIMEOUT:.0f}s:\n"
+        + "\n".join(tail)
+    )

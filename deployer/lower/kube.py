@@ -1,0 +1,65 @@
+"""The Kubernetes API via the official client: readiness checks for a fresh cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubernetes import client, config
+from kubernetes.client import ApiClient
+
+
+def api_client(kubeconfig: Path, context: str | None = None) -> ApiClient:
+    """An ApiClient bound to one kubeconfig (no process-wide default configuration)."""
+    configuration = client.Configuration()
+    config.load_kube_config(
+        config_file=str(kubeconfig), context=context, client_configuration=configuration
+    )
+    return ApiClient(configuration)
+
+
+@dataclass(frozen=True)
+class NodeState:
+    name: str
+    ready: bool
+    roles: tuple[str, ...]
+    internal_ip: str
+    kubelet_version: str
+
+
+def node_states(api: ApiClient) -> list[NodeState]:
+    states = []
+    for node in client.CoreV1Api(api).list_node().items:
+        conditions = {c.type: c.status for c in (node.status.conditions or [])}
+        roles = tuple(
+            sorted(label.split("/", 1)[1] for label in (node.metadata.labels or {})
+                   if label.startswith("node-role.kubernetes.io/"))
+        ) or ("worker",)
+        addresses = {a.type: a.address for a in (node.status.addresses or [])}
+        states.append(
+            NodeState(
+                name=node.metadata.name,
+                ready=conditions.get("Ready") == "True",
+                roles=roles,
+                internal_ip=addresses.get("InternalIP", ""),
+                kubelet_version=node.status.node_info.kubelet_version,
+            )
+        )
+    return sorted(states, key=lambda state: state.name)
+
+
+def unready_workloads(api: ApiClient, namespace: str) -> list[str]:
+    """Deployments and DaemonSets in ``namespace`` not fully available, as readable lines."""
+    apps = client.AppsV1Api(api)
+    waiting = []
+    for deployment in apps.list_namespaced_deployment(namespace).items:
+        want = deployment.spec.replicas or 0
+        have = deployment.status.available_replicas or 0
+        if have < want:
+            waiting.append(f"deployment/{deployment.metadata.name} {have}/{want}")
+    for daemonset in apps.list_namespaced_daemon_set(namespace).items:
+        want = daemonset.status.desired_number_scheduled or 0
+        have = daemonset.status.number_available or 0
+        if want == 0 or have < want:
+            waiting.append(f"daemonset/{daemonset.metadata.name} {have}/{want}")
+    return waiting

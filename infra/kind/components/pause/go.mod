@@ -1,0 +1,3 @@
+module consciousness-engine.local/build/pause
+
+go 1.24.0
