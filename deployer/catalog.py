@@ -28,7 +28,7 @@ TOOLBOX_ROOTFS = RootfsSpec(
     name="toolbox",
     packages=(
         "iptables", "ipset", "iproute2", "conntrack", "ca-certificates", "curl",
-        "netcat-openbsd", "python3-minimal", "procps",
+        "netcat-openbsd", "python3", "procps",
     ),
 )
 

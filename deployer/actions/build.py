@@ -20,7 +20,7 @@ from deployer.catalog import (
     go_programs,
 )
 from deployer.errors import BuildError
-from deployer.lower import gobuild, rootfs
+from deployer.lower import gobuild, proc, rootfs
 from deployer.lower.cache import cache_key
 from deployer.lower.docker_client import CACHE_LABEL, BuildContext, DockerClient
 from deployer.lower.waiting import wait_until
@@ -61,6 +61,9 @@ def build_all(paths: Paths, docker: DockerClient) -> BuildReport:
     report.kubectl = built["kubernetes"].binary("kubectl")
     report.stages["go_programs_s"] = time.monotonic() - started
 
+    specs = cluster_images(paths, versions)
+    check_kubeadm_images(built["kubernetes"], versions, specs)
+
     started = time.monotonic()
     log.info("==> Debian root file systems (%s)", versions.debian.suite)
     bases = {
@@ -74,7 +77,7 @@ def build_all(paths: Paths, docker: DockerClient) -> BuildReport:
     started = time.monotonic()
     log.info("==> Cluster component images")
     image_keys: dict[str, str] = {}
-    for spec in cluster_images(paths, versions):
+    for spec in specs:
         image_keys[spec.ref] = _component_image(spec, bases, built, docker, report)
         report.image_bytes[spec.ref] = docker.image_size(spec.ref)
     report.stages["component_images_s"] = time.monotonic() - started
@@ -89,6 +92,25 @@ def build_all(paths: Paths, docker: DockerClient) -> BuildReport:
     else:
         log.info("   rebuilt: %s", ", ".join(report.rebuilt))
     return report
+
+
+def check_kubeadm_images(
+    kubernetes: gobuild.BuiltProgram, versions: Versions, specs: list[ImageSpec]
+) -> None:
+    """Fail the build if kubeadm would pull an image we do not preload (nothing can be pulled)."""
+    wanted = proc.run(
+        [kubernetes.binary("kubeadm"), "config", "images", "list",
+         "--kubernetes-version", versions.kubernetes],
+        timeout=60, describe="kubeadm config images list",
+    ).split()
+    ours = {spec.ref for spec in specs}
+    missing = [image for image in wanted if image not in ours]
+    if missing:
+        raise BuildError(
+            f"kubeadm {versions.kubernetes} needs {', '.join(missing)} which the catalog does not "
+            "build; align the pins under infra/kind/components/ (etcd, coredns) or "
+            "infra/versions.toml (pause)"
+        )
 
 
 def _component_image(

@@ -1,0 +1,35 @@
+"""Bounded HTTP client run inside a pod: GET a URL every INTERVAL seconds, at most
+COUNT times or DURATION seconds, one JSON line per request (time, ok, detail)."""
+
+import json
+import os
+import sys
+import time
+import urllib.request
+
+URL = os.environ["URL"]
+INTERVAL = float(os.environ.get("INTERVAL", "0.2"))
+COUNT = int(os.environ.get("COUNT", "1500"))
+DURATION = float(os.environ.get("DURATION", "300"))
+TIMEOUT = float(os.environ.get("TIMEOUT", "2"))
+
+
+def main() -> None:
+    started = time.time()
+    for sequence in range(COUNT):
+        if time.time() - started > DURATION:
+            break
+        sent = time.time()
+        try:
+            with urllib.request.urlopen(URL, timeout=TIMEOUT) as response:
+                ok, detail = response.status == 200, response.read(200).decode(errors="replace")
+        except Exception as error:  # noqa: BLE001 - every failure is data here
+            ok, detail = False, f"{type(error).__name__}: {error}"
+        print(json.dumps({"seq": sequence, "t": sent, "ok": ok, "detail": detail}), flush=True)
+        time.sleep(max(0.0, INTERVAL - (time.time() - sent)))
+    print(json.dumps({"done": True}), flush=True)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

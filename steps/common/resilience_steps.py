@@ -1,0 +1,149 @@
+"""Steps that break things on purpose and measure the recovery."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import pytest
+from pytest_bdd import then, when
+
+from deployer.lower.waiting import wait_until
+from steps.common.workload_steps import ServiceUnderTest, Traffic
+from steps.support import workloads
+from steps.support.kube import Kube
+
+MAX_GAP_S = 5.0  # longest tolerated stretch without one successful answer
+MIN_SUCCESS_RATIO = 0.9  # generous: one of two replicas is down on purpose
+
+
+@dataclass(frozen=True)
+class Crash:
+    pod: str
+    container: str
+    restarts_before: int
+    killed_at: float
+    killed_pids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Deletion:
+    pod: str
+    deleted_at: float
+
+
+def service_pods(kube: Kube, service: ServiceUnderTest) -> list[str]:
+    pods = kube.core.list_namespaced_pod(service.namespace, label_selector=f"app={service.name}")
+    return sorted(p.metadata.name for p in pods.items if p.metadata.deletion_timestamp is None)
+
+
+def restart_count(kube: Kube, namespace: str, pod: str, container: str) -> int:
+    status = kube.core.read_namespaced_pod(pod, namespace).status
+    for entry in status.container_statuses or []:
+        if entry.name == container:
+            count: int = entry.restart_count
+            return count
+    return 0
+
+
+def kill_container_processes(kube: Kube, namespace: str, pod: str, container: str,
+                             image: str) -> tuple[int, ...]:
+    """SIGKILL every process of one container from the node's PID namespace.
+
+    A process killed from inside its own PID namespace as PID 1 ignores
+    signals, and engine images have no shell; killing from the node is what a
+    crash looks like to the kubelet, and works for any image.
+    """
+    target = kube.core.read_namespaced_pod(pod, namespace)
+    container_id = next(s.container_id for s in target.status.container_statuses
+                        if s.name == container).split("://", 1)[1]
+    agent = f"chaos-{target.spec.node_name}"[:63]
+    try:
+        kube.core.read_namespaced_pod(agent, namespace)
+    except Exception:  # noqa: BLE001 - absent: create it
+        kube.create(namespace, workloads.chaos_agent(agent, target.spec.node_name, image))
+    kube.wait_pods_ready(namespace, [agent], timeout=120)
+    script = (
+        f'for p in /proc/[0-9]*; do if grep -qs "{container_id}" "$p/cgroup"; then '
+        'kill -9 "${p#/proc/}" && echo "${p#/proc/}"; fi; done'
+    )
+    code, output = kube.exec(namespace, agent, ["sh", "-c", script])
+    pids = tuple(int(line) for line in output.split() if line.isdigit())
+    assert code == 0 and pids, f"found no process of container {container_id[:12]} to kill: {output}"
+    return pids
+
+
+@when("the service's main process is killed inside one container", target_fixture="crash")
+def _(kube: Kube, service_under_test: ServiceUnderTest, toolbox_image: str) -> Crash:
+    pod = service_pods(kube, service_under_test)[0]
+    before = restart_count(kube, service_under_test.namespace, pod, "web")
+    killed_at = time.time()
+    pids = kill_container_processes(kube, service_under_test.namespace, pod, "web", toolbox_image)
+    return Crash(pod, "web", before, killed_at, pids)
+
+
+@then("that container is restarted by the kubelet")
+def _(kube: Kube, service_under_test: ServiceUnderTest, crash: Crash,
+      record_property: pytest.RecordProperty) -> None:
+    __tracebackhide__ = True
+    namespace = service_under_test.namespace
+
+    def restarted_and_ready() -> bool:
+        return (restart_count(kube, namespace, crash.pod, crash.container) > crash.restarts_before
+                and kube.pod_ready(namespace, crash.pod))
+
+    wait_until(restarted_and_ready, timeout=120, interval=0.5,
+               describe=f"{crash.pod} to restart its container and be Ready")
+    record_property("figure.seconds_to_restart_killed_container", round(time.time() - crash.killed_at, 1))
+    record_property("figure.killed_processes", len(crash.killed_pids))
+
+
+@when("one of the service's pods is deleted", target_fixture="deletion")
+def _(kube: Kube, service_under_test: ServiceUnderTest) -> Deletion:
+    pod = service_pods(kube, service_under_test)[-1]
+    deleted_at = time.time()
+    kube.core.delete_namespaced_pod(pod, service_under_test.namespace)
+    return Deletion(pod, deleted_at)
+
+
+@then("a replacement pod becomes Ready")
+def _(kube: Kube, service_under_test: ServiceUnderTest, deletion: Deletion,
+      record_property: pytest.RecordProperty) -> None:
+    __tracebackhide__ = True
+    namespace = service_under_test.namespace
+
+    def replaced() -> list[str]:
+        ready = [p for p in service_pods(kube, service_under_test)
+                 if p != deletion.pod and kube.pod_ready(namespace, p)]
+        return ready if len(ready) >= service_under_test.replicas else []
+
+    wait_until(replaced, timeout=180, interval=0.5,
+               describe=f"{service_under_test.replicas} Ready pods without {deletion.pod}")
+    record_property("figure.seconds_to_replace_deleted_pod", round(time.time() - deletion.deleted_at, 1))
+
+
+@then("the service kept answering while it healed")
+def _(kube: Kube, namespace: str, traffic: Traffic, record_property: pytest.RecordProperty) -> None:
+    __tracebackhide__ = True
+    lines = [json.loads(line) for line in kube.logs(namespace, traffic.pod).splitlines()
+             if line.startswith("{")]
+    requests = [line for line in lines if "seq" in line]
+    assert requests, "the client pod sent no requests"
+    failed = [r for r in requests if not r["ok"]]
+    successes = [r["t"] for r in requests if r["ok"]]
+    gaps = [b - a for a, b in zip([requests[0]["t"], *successes], [*successes, requests[-1]["t"]],
+                                  strict=True)]
+    longest_gap = max(gaps) if gaps else 0.0
+    ratio = len(successes) / len(requests)
+    record_property("figure.requests_total", len(requests))
+    record_property("figure.requests_failed", len(failed))
+    record_property("figure.longest_gap_without_answer_s", round(longest_gap, 2))
+    assert longest_gap <= MAX_GAP_S, (
+        f"the service did not answer for {longest_gap:.1f}s (limit {MAX_GAP_S}s); "
+        f"failures: {[r['detail'] for r in failed[:5]]}"
+    )
+    assert ratio >= MIN_SUCCESS_RATIO, (
+        f"only {ratio:.1%} of {len(requests)} requests succeeded; first failures: "
+        f"{[r['detail'] for r in failed[:5]]}"
+    )

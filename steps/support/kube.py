@@ -1,0 +1,93 @@
+"""Kubernetes API helpers shared by the steps: typed clients, exec, logs, waits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client import ApiClient
+from kubernetes.client.rest import ApiException
+from kubernetes.stream import stream
+
+from deployer.lower.kube import api_client
+from deployer.lower.waiting import wait_until
+
+
+@dataclass(frozen=True)
+class Kube:
+    """The API groups the suite talks to, bound to one cluster."""
+
+    api: ApiClient
+
+    @classmethod
+    def from_kubeconfig(cls, kubeconfig: Path, context: str | None = None) -> Kube:
+        return cls(api_client(kubeconfig, context))
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+    @property
+    def apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self.api)
+
+    @property
+    def networking(self) -> client.NetworkingV1Api:
+        return client.NetworkingV1Api(self.api)
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api)
+
+    def exec(self, namespace: str, pod: str, command: list[str], container: str | None = None,
+             timeout: float = 30) -> tuple[int, str]:
+        """Run ``command`` in a container; return (exit code, combined output)."""
+        response = stream(
+            self.core.connect_get_namespaced_pod_exec, pod, namespace, command=command,
+            container=container, stderr=True, stdin=False, stdout=True, tty=False,
+            _preload_content=False,
+        )
+        response.run_forever(timeout=timeout)
+        output = response.read_stdout() + response.read_stderr()
+        code = response.returncode
+        response.close()
+        return (code if code is not None else -1), output
+
+    def pod_ready(self, namespace: str, name: str) -> bool:
+        try:
+            pod = self.core.read_namespaced_pod(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        conditions = {c.type: c.status for c in (pod.status.conditions or [])}
+        return pod.metadata.deletion_timestamp is None and conditions.get("Ready") == "True"
+
+    def wait_pods_ready(self, namespace: str, names: list[str], timeout: float = 180) -> float:
+        __tracebackhide__ = True
+
+        def all_ready() -> bool:
+            return all(self.pod_ready(namespace, name) for name in names)
+
+        _, seconds = wait_until(all_ready, timeout=timeout, interval=1,
+                                describe=f"pods {names} Ready in {namespace}")
+        return seconds
+
+    def logs(self, namespace: str, pod: str, container: str | None = None) -> str:
+        text: str = self.core.read_namespaced_pod_log(pod, namespace, container=container)
+        return text
+
+    def create(self, namespace: str, manifest: dict[str, Any]) -> None:
+        """Create one object from a manifest dict (Pod, Service, ConfigMap, Deployment, ...)."""
+        kind = manifest["kind"]
+        creators = {
+            "Pod": self.core.create_namespaced_pod,
+            "Service": self.core.create_namespaced_service,
+            "ConfigMap": self.core.create_namespaced_config_map,
+            "PersistentVolumeClaim": self.core.create_namespaced_persistent_volume_claim,
+            "Deployment": self.apps.create_namespaced_deployment,
+            "NetworkPolicy": self.networking.create_namespaced_network_policy,
+        }
+        creators[kind](namespace, manifest)

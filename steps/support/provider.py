@@ -1,0 +1,73 @@
+"""Where the cluster comes from: an ephemeral kind cluster, or one the user already has.
+
+The steps ask a provider for capabilities; something a provider cannot do
+(e.g. reading etcd on a managed control plane) is reported as not applicable.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deployer.actions import cluster as cluster_actions
+from deployer.errors import DeployerError
+from deployer.settings import Paths
+
+log = logging.getLogger(__name__)
+
+NODE_SHELL = "node-shell"  # run commands on nodes (docker exec into kind nodes)
+ETCD_ACCESS = "etcd-access"  # read raw values from etcd on the control plane
+
+
+@dataclass
+class ClusterProvider:
+    """A reachable cluster plus what this suite may do to it."""
+
+    name: str
+    kubeconfig: Path
+    kind_name: str | None = None  # set when the cluster is a kind cluster we can manage
+    delete_on_teardown: bool = False
+    capabilities: frozenset[str] = field(default_factory=frozenset)
+    seconds_to_ready: float | None = None
+    context: str | None = None
+
+    def can(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    def export_logs(self, paths: Paths, destination: Path) -> None:
+        if self.kind_name is None:
+            return
+        handle = cluster_actions.existing(paths, self.kind_name)
+        try:
+            handle.kind.export_logs(self.kind_name, destination)
+        except DeployerError as error:
+            log.warning("could not export cluster logs: %s", error)
+
+    def teardown(self, paths: Paths) -> None:
+        if self.delete_on_teardown and self.kind_name is not None:
+            cluster_actions.down(paths, self.kind_name)
+
+
+def kind_provider(paths: Paths, name: str, workers: int, reuse: bool, keep: bool) -> ClusterProvider:
+    """Create (or with ``reuse`` attach to) a kind cluster built by the deployer."""
+    capabilities = frozenset({NODE_SHELL, ETCD_ACCESS})
+    if reuse:
+        try:
+            handle = cluster_actions.existing(paths, name)
+        except DeployerError:
+            handle = None
+        if handle is not None:
+            log.info("reusing kind cluster %r", name)
+            return ClusterProvider(f"kind:{name}", handle.kubeconfig, name, False, capabilities)
+    handle = cluster_actions.up(paths, cluster_actions.ClusterRequest(name=name, workers=workers))
+    return ClusterProvider(
+        f"kind:{name}", handle.kubeconfig, name,
+        delete_on_teardown=not (keep or reuse), capabilities=capabilities,
+        seconds_to_ready=handle.seconds_to_ready,
+    )
+
+
+def existing_provider(kubeconfig: Path, context: str | None) -> ClusterProvider:
+    """Any conformant cluster: nothing is created or deleted, node access is not assumed."""
+    return ClusterProvider(f"existing:{context or 'current-context'}", kubeconfig, context=context)

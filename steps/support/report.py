@@ -1,0 +1,202 @@
+"""pytest plugin: the release-approval report.
+
+Each run writes reports/<UTC timestamp>/ (JUnit XML, HTML, requirements.json)
+and points reports/latest at it. requirements.json has one entry per
+criterion R1.1..R5.5 with a status, its scenarios and the figures they
+measured; the HTML report shows the same as a 25-row coverage table.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REQUIREMENT_IDS = [f"R{group}.{item}" for group in range(1, 6) for item in range(1, 6)]
+REQUIREMENT_MARK = re.compile(r"^R[1-5]\.[1-5]$")
+FIGURE_PREFIX = "figure."
+NOT_IMPLEMENTED = "not implemented"
+NOT_APPLICABLE = "not applicable"
+
+# Worst status wins when a criterion has several scenarios.
+SEVERITY = ["failed", "skipped", "not_implemented", "not_applicable", "passed"]
+
+
+@dataclass
+class ScenarioResult:
+    nodeid: str
+    name: str
+    requirements: list[str]
+    status: str = "passed"
+    reason: str = ""
+    duration_s: float = 0.0
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ReportState:
+    directory: Path
+    results: dict[str, ScenarioResult] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+
+
+STATE_KEY = pytest.StashKey[ReportState]()
+
+
+def report_root(config: pytest.Config) -> Path:
+    return Path(config.rootpath) / "reports"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.option.collectonly or not config.getoption("acceptance_report"):
+        return
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    directory = report_root(config) / stamp
+    directory.mkdir(parents=True, exist_ok=True)
+    if not getattr(config.option, "xmlpath", None):
+        config.option.xmlpath = str(directory / "junit.xml")
+    if hasattr(config.option, "htmlpath") and not config.option.htmlpath:
+        config.option.htmlpath = str(directory / "report.html")
+        config.option.self_contained_html = True
+    config.stash[STATE_KEY] = ReportState(directory)
+    latest = report_root(config) / "latest"
+    if latest.is_symlink() or latest.exists():
+        latest.unlink()
+    latest.symlink_to(stamp)
+
+
+def _state(config: pytest.Config) -> ReportState | None:
+    return config.stash.get(STATE_KEY, None)
+
+
+def classify_skip(reason: str) -> str:
+    lowered = reason.lower()
+    if NOT_IMPLEMENTED in lowered:
+        return "not_implemented"
+    if NOT_APPLICABLE in lowered:
+        return "not_applicable"
+    return "skipped"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    state = _state(item.config)
+    if state is None:
+        return
+    result = state.results.setdefault(
+        item.nodeid,
+        ScenarioResult(
+            nodeid=item.nodeid,
+            name=item.name,
+            requirements=sorted(m.name for m in item.iter_markers() if REQUIREMENT_MARK.match(m.name)),
+        ),
+    )
+    result.duration_s += report.duration
+    for key, value in item.user_properties:
+        if key.startswith(FIGURE_PREFIX):
+            result.figures[key[len(FIGURE_PREFIX):]] = value
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        result.status, result.reason = classify_skip(reason), reason.removeprefix("Skipped: ")
+    elif report.failed:
+        result.status = "failed"
+        result.reason = f"{report.when}: {report.longreprtext.strip().splitlines()[-1][:300]}" \
+            if report.longreprtext else report.when
+
+
+def coverage(state: ReportState) -> dict[str, dict[str, Any]]:
+    """One entry per criterion: worst scenario status, its scenarios, merged figures."""
+    table: dict[str, dict[str, Any]] = {}
+    for requirement in REQUIREMENT_IDS:
+        scenarios = [r for r in state.results.values() if requirement in r.requirements]
+        statuses = [r.status for r in scenarios] or ["not_implemented"]
+        status = min(statuses, key=SEVERITY.index)
+        figures: dict[str, Any] = {}
+        for scenario in scenarios:
+            figures.update(scenario.figures)
+        table[requirement] = {
+            "status": status,
+            "scenarios": [
+                {"name": r.name, "nodeid": r.nodeid, "status": r.status, "reason": r.reason,
+                 "duration_s": round(r.duration_s, 2), "figures": r.figures}
+                for r in scenarios
+            ],
+            "figures": figures,
+        }
+    return table
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = _state(session.config)
+    if state is None:
+        return
+    table = coverage(state)
+    other = [
+        {"name": r.name, "nodeid": r.nodeid, "status": r.status, "reason": r.reason,
+         "figures": r.figures}
+        for r in state.results.values() if not r.requirements
+    ]
+    summary = {status: sum(1 for entry in table.values() if entry["status"] == status)
+               for status in SEVERITY}
+    document = {
+        "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "duration_s": round(time.time() - state.started, 1),
+        "pytest_exit_status": int(exitstatus),
+        "summary": summary,
+        "requirements": table,
+        "other_scenarios": other,
+    }
+    (state.directory / "requirements.json").write_text(json.dumps(document, indent=2, default=str))
+    (state.directory / "coverage.html").write_text(coverage_html(table, other))
+
+
+STATUS_COLOURS = {"passed": "#1a7f37", "failed": "#cf222e", "not_implemented": "#9a6700",
+                  "not_applicable": "#57606a", "skipped": "#57606a"}
+
+
+def coverage_html(table: dict[str, dict[str, Any]], other: list[dict[str, Any]]) -> str:
+    rows = []
+    for requirement, entry in table.items():
+        colour = STATUS_COLOURS[entry["status"]]
+        scenarios = "<br>".join(html.escape(s["name"]) for s in entry["scenarios"]) or "-"
+        figures = "<br>".join(
+            f"{html.escape(str(k))} = {html.escape(str(v))}" for k, v in entry["figures"].items()
+        ) or "-"
+        rows.append(
+            f"<tr><td>{requirement}</td><td style='color:{colour};font-weight:bold'>"
+            f"{entry['status']}</td><td>{scenarios}</td><td>{figures}</td></tr>"
+        )
+    for scenario in other:
+        colour = STATUS_COLOURS[scenario["status"]]
+        figures = "<br>".join(f"{html.escape(str(k))} = {html.escape(str(v))}"
+                              for k, v in scenario["figures"].items()) or "-"
+        rows.append(
+            f"<tr><td>(smoke)</td><td style='color:{colour};font-weight:bold'>{scenario['status']}"
+            f"</td><td>{html.escape(scenario['name'])}</td><td>{figures}</td></tr>"
+        )
+    return (
+        "<h2>Requirement coverage</h2><table border='1' cellpadding='4' style='border-collapse:"
+        "collapse'><tr><th>Criterion</th><th>Status</th><th>Scenarios</th><th>Figures</th></tr>"
+        + "".join(rows) + "</table>"
+    )
+
+
+def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: list[str],
+                                session: pytest.Session) -> None:
+    state = _state(session.config)
+    if state is None:
+        return
+    other = [{"name": r.name, "status": r.status, "figures": r.figures}
+             for r in state.results.values() if not r.requirements]
+    prefix.append(coverage_html(coverage(state), other))

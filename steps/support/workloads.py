@@ -1,0 +1,155 @@
+"""Manifests for the suite's own probe workloads (toolbox image, bounded, labelled)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+WEB_PORT = 8080
+PROBE_LABEL = "ce.test/role"
+
+
+def assets_configmap(name: str = "probe-assets") -> dict[str, Any]:
+    """The probe server and HTTP client scripts, mounted into toolbox pods at /probe."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name},
+        "data": {path.name: path.read_text() for path in sorted(ASSETS.glob("*.py"))},
+    }
+
+
+def _probe_volume() -> tuple[dict[str, Any], dict[str, Any]]:
+    volume = {"name": "probe", "configMap": {"name": "probe-assets"}}
+    mount = {"name": "probe", "mountPath": "/probe", "readOnly": True}
+    return volume, mount
+
+
+def _web_container(image: str) -> dict[str, Any]:
+    _, mount = _probe_volume()
+    return {
+        "name": "web",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python3", "/probe/probe_server.py"],
+        "ports": [{"containerPort": WEB_PORT, "name": "http"}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": WEB_PORT},
+                           "periodSeconds": 1, "failureThreshold": 1},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": WEB_PORT},
+                          "periodSeconds": 5, "failureThreshold": 3},
+        "resources": {"requests": {"cpu": "20m", "memory": "32Mi"},
+                      "limits": {"cpu": "200m", "memory": "128Mi"}},
+        "volumeMounts": [mount],
+    }
+
+
+def web_pod(name: str, node: str, image: str, app: str) -> dict[str, Any]:
+    """A web server pinned to ``node``; it doubles as a client (curl, getent) for probes."""
+    volume, _ = _probe_volume()
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": app, PROBE_LABEL: "web"}},
+        "spec": {
+            "nodeName": node,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [_web_container(image)],
+            "volumes": [volume],
+        },
+    }
+
+
+def web_deployment(name: str, replicas: int, image: str) -> dict[str, Any]:
+    volume, _ = _probe_volume()
+    labels = {"app": name, PROBE_LABEL: "web"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 5,
+                    "topologySpreadConstraints": [{
+                        "maxSkew": 1,
+                        "topologyKey": "kubernetes.io/hostname",
+                        "whenUnsatisfiable": "DoNotSchedule",
+                        "labelSelector": {"matchLabels": {"app": name}},
+                    }],
+                    "containers": [_web_container(image)],
+                    "volumes": [volume],
+                },
+            },
+        },
+    }
+
+
+def service(name: str, app: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": {"app": app},
+                 "ports": [{"port": WEB_PORT, "targetPort": WEB_PORT, "name": "http"}]},
+    }
+
+
+def traffic_pod(name: str, url: str, image: str, interval_s: float, duration_s: float,
+                count: int) -> dict[str, Any]:
+    """A bounded client that GETs ``url`` and logs one JSON line per request."""
+    volume, mount = _probe_volume()
+    env = {"URL": url, "INTERVAL": str(interval_s), "DURATION": str(duration_s),
+           "COUNT": str(count), "TIMEOUT": "2"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {PROBE_LABEL: "traffic"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": int(duration_s) + 60,
+            "containers": [{
+                "name": "client",
+                "image": image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["python3", "-u", "/probe/http_probe.py"],
+                "env": [{"name": k, "value": v} for k, v in env.items()],
+                "volumeMounts": [mount],
+            }],
+            "volumes": [volume],
+        },
+    }
+
+
+def chaos_agent(name: str, node: str, image: str) -> dict[str, Any]:
+    """A privileged pod in the node's PID namespace, used to kill a container's processes."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {PROBE_LABEL: "chaos"}},
+        "spec": {
+            "nodeName": node,
+            "hostPID": True,
+            "terminationGracePeriodSeconds": 0,
+            "tolerations": [{"operator": "Exists"}],
+            "containers": [{
+                "name": "agent",
+                "image": image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["sleep", "3600"],
+                "securityContext": {"privileged": True},
+            }],
+        },
+    }
+
+
+def deny_all_ingress(name: str = "deny-all-ingress") -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+    }
