@@ -39,7 +39,7 @@ def run(
     log.debug("run: %s (cwd=%s, timeout=%ss)", " ".join(argv), cwd, timeout)
     started = time.monotonic()
     lines: deque[str] = deque(maxlen=400)
-    process = subprocess.Popen(  # noqa: S603 - argv list, no shell
+    with subprocess.Popen(  # noqa: S603 - argv list, no shell
         argv,
         cwd=cwd,
         env=full_env,
@@ -48,32 +48,44 @@ def run(
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
-    )
+    ) as process:
+        reader = threading.Thread(target=_pump, args=(process, lines, label), daemon=True)
+        reader.start()
+        if input_text is not None:
+            assert process.stdin is not None
+            process.stdin.write(input_text)
+            process.stdin.close()
+        _wait(process, argv, label, lines, started, timeout)
+        reader.join(timeout=5)
+    output = "\n".join(lines)
+    if process.returncode != 0:
+        raise CommandError(
+            argv, f"exited with status {process.returncode}", "\n".join(list(lines)[-20:])
+        )
+    return output
 
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            stripped = line.rstrip("\n")
-            lines.append(stripped)
-            log.debug("[%s] %s", label, stripped)
 
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    if input_text is not None:
-        assert process.stdin is not None
-        process.stdin.write(input_text)
-        process.stdin.close()
+def _pump(process: subprocess.Popen[str], lines: deque[str], label: str) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        stripped = line.rstrip("\n")
+        lines.append(stripped)
+        log.debug("[%s] %s", label, stripped)
+
+
+def _wait(process: subprocess.Popen[str], argv: list[str], label: str, lines: deque[str],
+          started: float, timeout: float) -> None:
+    """Wait for exit with a deadline, logging a heartbeat so long steps show progress."""
     next_beat = started + HEARTBEAT_SECONDS
     while True:
         try:
             process.wait(timeout=1.0)
-            break
+            return
         except subprocess.TimeoutExpired:
             now = time.monotonic()
             if now - started > timeout:
                 process.kill()
                 process.wait()
-                reader.join(timeout=5)
                 raise CommandError(
                     argv, f"timed out after {timeout:.0f}s", "\n".join(list(lines)[-20:])
                 ) from None
@@ -81,10 +93,3 @@ def run(
                 last = lines[-1] if lines else ""
                 log.info("   ... %s still running (%.0fs) %s", label, now - started, last[:100])
                 next_beat = now + HEARTBEAT_SECONDS
-    reader.join(timeout=5)
-    output = "\n".join(lines)
-    if process.returncode != 0:
-        raise CommandError(
-            argv, f"exited with status {process.returncode}", "\n".join(list(lines)[-20:])
-        )
-    return output

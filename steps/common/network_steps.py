@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from pytest_bdd import parsers, then, when
+from pytest_bdd import given, parsers, then, when
 
 from deployer.lower.waiting import wait_until
 from steps.common.workload_steps import WebServers
@@ -52,6 +52,7 @@ def _(kube: Kube, namespace: str, web_servers: WebServers, service: str) -> None
             )
 
 
+@given("every web server answers a client pod on every other worker")
 @then("every web server answers a client pod on every other worker")
 def _(kube: Kube, namespace: str, web_servers: WebServers, record_property: pytest.RecordProperty) -> None:
     __tracebackhide__ = True

@@ -1,0 +1,78 @@
+"""A failed `cluster up` deletes what it created unless asked to keep it."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from deployer.actions import build, cluster
+from deployer.errors import ClusterError, CommandError
+from deployer.settings import Paths, default_paths
+
+
+@dataclass
+class FakeKind:
+    binary: Path = Path("/bin/false")
+    created: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    fail_create: bool = False
+
+    def clusters(self) -> list[str]:
+        return [name for name in self.created if name not in self.deleted]
+
+    def create(self, name: str, image: str, config: Path, kubeconfig: Path, retain: bool) -> None:
+        self.created.append(name)
+        if self.fail_create:
+            raise CommandError(["kind", "create"], "exited with status 1", "kubeadm init failed")
+
+    def delete(self, name: str, kubeconfig: Path | None = None) -> None:
+        self.deleted.append(name)
+
+
+@pytest.fixture
+def fake_edges(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[Paths, FakeKind]:
+    paths = Paths(repo=default_paths().repo, cache=tmp_path)
+    kind = FakeKind()
+    monkeypatch.setattr(cluster, "ensure_engine", lambda _paths: object())
+    monkeypatch.setattr(cluster, "build_all", lambda _paths, _docker: build.BuildReport(
+        node_image="ce.local/kind-node:test", kind=Path("/bin/false"), kubectl=Path("/bin/false")))
+    monkeypatch.setattr(cluster, "Kind", lambda _binary: kind)
+    monkeypatch.setattr(cluster, "install_addons", lambda _paths, _handle: None)
+    return paths, kind
+
+
+def test_failure_after_create_deletes_the_cluster(fake_edges: tuple[Paths, FakeKind],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    paths, kind = fake_edges
+
+    def never_ready(_handle: cluster.ClusterHandle, expected_nodes: int) -> None:
+        raise CommandError(["wait"], "timed out after 1s")
+
+    monkeypatch.setattr(cluster, "wait_for_cluster", never_ready)
+    with pytest.raises(ClusterError, match="did not come up"):
+        cluster.up(paths, cluster.ClusterRequest(name="t1"))
+    assert kind.deleted == ["t1"]
+
+
+def test_failed_create_is_cleaned_up(fake_edges: tuple[Paths, FakeKind]) -> None:
+    paths, kind = fake_edges
+    kind.fail_create = True
+    with pytest.raises(ClusterError, match="kubeadm init failed"):
+        cluster.up(paths, cluster.ClusterRequest(name="t2"))
+    assert kind.deleted == ["t2"]
+
+
+def test_keep_on_failure_leaves_the_cluster(fake_edges: tuple[Paths, FakeKind]) -> None:
+    paths, kind = fake_edges
+    kind.fail_create = True
+    with pytest.raises(ClusterError, match="--keep-on-failure|kept"):
+        cluster.up(paths, cluster.ClusterRequest(name="t3", keep_on_failure=True))
+    assert kind.deleted == []
+
+
+def test_an_existing_cluster_is_not_overwritten(fake_edges: tuple[Paths, FakeKind]) -> None:
+    paths, kind = fake_edges
+    kind.created.append("t4")
+    with pytest.raises(Exception, match="already exists"):
+        cluster.up(paths, cluster.ClusterRequest(name="t4"))
+    assert kind.deleted == []

@@ -1,0 +1,54 @@
+"""The requirement coverage in the report: worst status wins, nothing unproven shows as passed."""
+
+from pathlib import Path
+
+from steps.support.report import (
+    REQUIREMENT_IDS,
+    ReportState,
+    ScenarioResult,
+    classify_skip,
+    coverage,
+    coverage_html,
+)
+
+
+def state_with(*results: ScenarioResult) -> ReportState:
+    state = ReportState(Path("."))
+    for result in results:
+        state.results[result.nodeid] = result
+    return state
+
+
+def test_all_25_criteria_are_listed_even_without_scenarios() -> None:
+    table = coverage(state_with())
+    assert list(table) == REQUIREMENT_IDS
+    assert len(table) == 25
+    assert {entry["status"] for entry in table.values()} == {"not_implemented"}
+
+
+def test_a_failed_scenario_fails_its_criterion() -> None:
+    table = coverage(state_with(
+        ScenarioResult("a", "a", ["R1.3"], status="passed", figures={"x": 1}),
+        ScenarioResult("b", "b", ["R1.3"], status="failed", figures={"y": 2}),
+    ))
+    assert table["R1.3"]["status"] == "failed"
+    assert table["R1.3"]["figures"] == {"x": 1, "y": 2}
+
+
+def test_not_implemented_is_never_passed() -> None:
+    table = coverage(state_with(
+        ScenarioResult("a", "a", ["R2.1"], status="passed"),
+        ScenarioResult("b", "b", ["R2.1"], status="not_implemented"),
+    ))
+    assert table["R2.1"]["status"] == "not_implemented"
+
+
+def test_skip_reasons_are_classified() -> None:
+    assert classify_skip("Skipped: not implemented: steps are not written yet") == "not_implemented"
+    assert classify_skip("not applicable: managed control plane") == "not_applicable"
+    assert classify_skip("something else") == "skipped"
+
+
+def test_html_table_has_one_row_per_criterion() -> None:
+    html = coverage_html(coverage(state_with()), [])
+    assert html.count("<tr><td>R") == 25
