@@ -11,9 +11,13 @@ from pathlib import Path
 
 import pytest
 
+# Steps and their helpers assert; let pytest rewrite them before conftest imports them.
+pytest.register_assert_rewrite("steps")
+
 from deployer.settings import Paths, default_paths
 from steps.support.kube import Kube
 from steps.support.provider import ClusterProvider, existing_provider, kind_provider
+from steps.support.report import record_session_fact
 
 pytest_plugins = [
     "steps.support.report",
@@ -30,20 +34,37 @@ log = logging.getLogger(__name__)
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("consciousness-engine", "Consciousness Engine acceptance suite")
-    group.addoption("--kubeconfig", type=Path, default=None,
-                    help="run against this existing cluster instead of creating a kind cluster")
+    group.addoption(
+        "--kubeconfig",
+        type=Path,
+        default=None,
+        help="run against this existing cluster instead of creating a kind cluster",
+    )
     group.addoption("--context", default=None, help="kubeconfig context (with --kubeconfig)")
-    group.addoption("--cluster-name", default="ce-acceptance",
-                    help="name of the ephemeral kind cluster (default: ce-acceptance)")
+    group.addoption(
+        "--cluster-name",
+        default="ce-acceptance",
+        help="name of the ephemeral kind cluster (default: ce-acceptance)",
+    )
     group.addoption("--workers", type=int, default=2, help="kind worker nodes (default: 2)")
-    group.addoption("--reuse-cluster", action="store_true",
-                    help="reuse the kind cluster of that name if it exists; never delete it")
-    group.addoption("--keep-cluster", action="store_true",
-                    help="do not delete the kind cluster at the end")
-    group.addoption("--toolbox-image", default="ce.local/toolbox:bookworm",
-                    help="image for the suite's probe pods (must be pullable by the cluster)")
-    group.addoption("--acceptance-report", action="store_true",
-                    help="write reports/<UTC timestamp>/ and reports/latest")
+    group.addoption(
+        "--reuse-cluster",
+        action="store_true",
+        help="reuse the kind cluster of that name if it exists; never delete it",
+    )
+    group.addoption(
+        "--keep-cluster", action="store_true", help="do not delete the kind cluster at the end"
+    )
+    group.addoption(
+        "--toolbox-image",
+        default="ce.local/toolbox:bookworm",
+        help="image for the suite's probe pods (must be pullable by the cluster)",
+    )
+    group.addoption(
+        "--acceptance-report",
+        action="store_true",
+        help="write reports/<UTC timestamp>/ and reports/latest",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -65,8 +86,18 @@ def cluster_provider(request: pytest.FixtureRequest, paths: Paths) -> Iterator[C
     if options.kubeconfig:
         provider = existing_provider(options.kubeconfig, options.context)
     else:
-        provider = kind_provider(paths, options.cluster_name, options.workers,
-                                 reuse=options.reuse_cluster, keep=options.keep_cluster)
+        provider = kind_provider(
+            paths,
+            options.cluster_name,
+            options.workers,
+            reuse=options.reuse_cluster,
+            keep=options.keep_cluster,
+        )
+    record_session_fact(request.config, "cluster", provider.name)
+    if provider.seconds_to_ready is not None:
+        record_session_fact(
+            request.config, "cluster_seconds_to_ready", round(provider.seconds_to_ready, 1)
+        )
     try:
         yield provider
     finally:

@@ -15,9 +15,26 @@ from deployer.settings import Paths, Versions, go_module_version
 NODE_ROOTFS = RootfsSpec(
     name="node",
     packages=(
-        "systemd", "systemd-sysv", "dbus", "containerd", "runc", "containernetworking-plugins",
-        "iptables", "nftables", "ipset", "iproute2", "ethtool", "conntrack", "util-linux",
-        "mount", "kmod", "libseccomp2", "ca-certificates", "procps", "jq", "socat",
+        "systemd",
+        "systemd-sysv",
+        "dbus",
+        "containerd",
+        "runc",
+        "containernetworking-plugins",
+        "iptables",
+        "nftables",
+        "ipset",
+        "iproute2",
+        "ethtool",
+        "conntrack",
+        "util-linux",
+        "mount",
+        "kmod",
+        "libseccomp2",
+        "ca-certificates",
+        "procps",
+        "jq",
+        "socat",
         "iputils-ping",
     ),
 )
@@ -27,8 +44,15 @@ NODE_ROOTFS = RootfsSpec(
 TOOLBOX_ROOTFS = RootfsSpec(
     name="toolbox",
     packages=(
-        "iptables", "ipset", "iproute2", "conntrack", "ca-certificates", "curl",
-        "netcat-openbsd", "python3", "procps",
+        "iptables",
+        "ipset",
+        "iproute2",
+        "conntrack",
+        "ca-certificates",
+        "curl",
+        "netcat-openbsd",
+        "python3",
+        "procps",
     ),
 )
 
@@ -53,8 +77,15 @@ def kubernetes_ldflags(version: str) -> str:
 
 def go_programs(paths: Paths, versions: Versions) -> dict[str, GoProgram]:
     c = paths.components
-    k8s_commands = ("kubeadm", "kubelet", "kubectl", "kube-apiserver",
-                    "kube-controller-manager", "kube-scheduler", "kube-proxy")
+    k8s_commands = (
+        "kubeadm",
+        "kubelet",
+        "kubectl",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kube-proxy",
+    )
     programs = [
         GoProgram("runc-capfilter", c / "runc-capfilter", (("runc-capfilter", "."),)),
         GoProgram("pause", c / "pause", (("pause", "."),)),
@@ -65,15 +96,27 @@ def go_programs(paths: Paths, versions: Versions) -> dict[str, GoProgram]:
             tuple((name, f"k8s.io/kubernetes/cmd/{name}") for name in k8s_commands),
             ldflags=kubernetes_ldflags(versions.kubernetes),
         ),
-        GoProgram("etcd", c / "etcd", (("etcd", "go.etcd.io/etcd/server/v3"),
-                                       ("etcdctl", "go.etcd.io/etcd/etcdctl/v3"))),
+        GoProgram(
+            "etcd",
+            c / "etcd",
+            (("etcd", "go.etcd.io/etcd/server/v3"), ("etcdctl", "go.etcd.io/etcd/etcdctl/v3")),
+        ),
         GoProgram("coredns", c / "coredns", (("coredns", "github.com/coredns/coredns"),)),
-        GoProgram("kube-router", c / "kube-router",
-                  (("kube-router", "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"),)),
-        GoProgram("metrics-server", c / "metrics-server",
-                  (("metrics-server", "sigs.k8s.io/metrics-server/cmd/metrics-server"),)),
-        GoProgram("local-path-provisioner", c / "local-path-provisioner",
-                  (("local-path-provisioner", "github.com/rancher/local-path-provisioner"),)),
+        GoProgram(
+            "kube-router",
+            c / "kube-router",
+            (("kube-router", "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"),),
+        ),
+        GoProgram(
+            "metrics-server",
+            c / "metrics-server",
+            (("metrics-server", "sigs.k8s.io/metrics-server/cmd/metrics-server"),),
+        ),
+        GoProgram(
+            "local-path-provisioner",
+            c / "local-path-provisioner",
+            (("local-path-provisioner", "github.com/rancher/local-path-provisioner"),),
+        ),
     ]
     return {program.name: program for program in programs}
 
@@ -100,24 +143,41 @@ def cluster_images(paths: Paths, versions: Versions) -> list[ImageSpec]:
     coredns = component_version(paths, "coredns", "github.com/coredns/coredns")
     router = component_version(paths, "kube-router", "github.com/cloudnativelabs/kube-router/v2")
     metrics = component_version(paths, "metrics-server", "sigs.k8s.io/metrics-server")
-    local_path = component_version(paths, "local-path-provisioner",
-                                   "github.com/rancher/local-path-provisioner")
+    local_path = component_version(
+        paths, "local-path-provisioner", "github.com/rancher/local-path-provisioner"
+    )
     control_plane = [
         ImageSpec(f"registry.k8s.io/{name}:{k8s}", "scratch", (("kubernetes", name),))
         for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
     ]
     return control_plane + [
         ImageSpec(f"registry.k8s.io/kube-proxy:{k8s}", "toolbox", (("kubernetes", "kube-proxy"),)),
-        ImageSpec(f"registry.k8s.io/etcd:{etcd}", "scratch",
-                  (("etcd", "etcd"), ("etcd", "etcdctl"))),
-        ImageSpec(f"registry.k8s.io/coredns/coredns:{coredns}", "scratch",
-                  (("coredns", "coredns"),), entrypoint=("/usr/local/bin/coredns",)),
-        ImageSpec(f"registry.k8s.io/pause:{versions.pause_tag}", "scratch",
-                  (("pause", "pause"),), entrypoint=("/usr/local/bin/pause",)),
+        ImageSpec(
+            f"registry.k8s.io/etcd:{etcd}", "scratch", (("etcd", "etcd"), ("etcd", "etcdctl"))
+        ),
+        ImageSpec(
+            f"registry.k8s.io/coredns/coredns:{coredns}",
+            "scratch",
+            (("coredns", "coredns"),),
+            entrypoint=("/usr/local/bin/coredns",),
+        ),
+        ImageSpec(
+            f"registry.k8s.io/pause:{versions.pause_tag}",
+            "scratch",
+            (("pause", "pause"),),
+            entrypoint=("/usr/local/bin/pause",),
+        ),
         ImageSpec(f"ce.local/kube-router:{router}", "toolbox", (("kube-router", "kube-router"),)),
-        ImageSpec(f"ce.local/metrics-server:{metrics}", "scratch",
-                  (("metrics-server", "metrics-server"),), user="65534"),
-        ImageSpec(f"ce.local/local-path-provisioner:{local_path}", "scratch",
-                  (("local-path-provisioner", "local-path-provisioner"),)),
+        ImageSpec(
+            f"ce.local/metrics-server:{metrics}",
+            "scratch",
+            (("metrics-server", "metrics-server"),),
+            user="65534",
+        ),
+        ImageSpec(
+            f"ce.local/local-path-provisioner:{local_path}",
+            "scratch",
+            (("local-path-provisioner", "local-path-provisioner"),),
+        ),
         ImageSpec(TOOLBOX_IMAGE, "toolbox", ()),
     ]

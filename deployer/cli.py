@@ -51,8 +51,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--name", default="ce")
     up.add_argument("--workers", type=int, default=2)
     up.add_argument("--api-port", type=int, default=0, help="127.0.0.1 port for the API server")
-    up.add_argument("--keep-on-failure", action="store_true",
-                    help="leave a half-created cluster for inspection")
+    up.add_argument(
+        "--keep-on-failure", action="store_true", help="leave a half-created cluster for inspection"
+    )
     for verb in ("down", "status"):
         verbs.add_parser(verb).add_argument("--name", default="ce")
     return top
@@ -84,7 +85,9 @@ def dispatch(args: argparse.Namespace, paths: Paths) -> int:
     elif args.command == "cluster":
         if args.verb == "up":
             request = cluster.ClusterRequest(
-                name=args.name, workers=args.workers, api_port=args.api_port,
+                name=args.name,
+                workers=args.workers,
+                api_port=args.api_port,
                 keep_on_failure=args.keep_on_failure,
             )
             handle = cluster.up(paths, request)

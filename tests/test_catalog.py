@@ -26,7 +26,9 @@ def test_every_image_binary_is_built_by_a_program() -> None:
     programs = go_programs(paths, versions)
     for spec in cluster_images(paths, versions):
         for program, binary in spec.binaries:
-            assert binary in dict(programs[program].packages), f"{spec.ref} needs {program}/{binary}"
+            assert binary in dict(programs[program].packages), (
+                f"{spec.ref} needs {program}/{binary}"
+            )
 
 
 def test_ldflags_stamp_the_version_kubeadm_reads() -> None:

@@ -34,15 +34,23 @@ def fake_edges(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[Paths, 
     paths = Paths(repo=default_paths().repo, cache=tmp_path)
     kind = FakeKind()
     monkeypatch.setattr(cluster, "ensure_engine", lambda _paths: object())
-    monkeypatch.setattr(cluster, "build_all", lambda _paths, _docker: build.BuildReport(
-        node_image="ce.local/kind-node:test", kind=Path("/bin/false"), kubectl=Path("/bin/false")))
+    monkeypatch.setattr(
+        cluster,
+        "build_all",
+        lambda _paths, _docker: build.BuildReport(
+            node_image="ce.local/kind-node:test",
+            kind=Path("/bin/false"),
+            kubectl=Path("/bin/false"),
+        ),
+    )
     monkeypatch.setattr(cluster, "Kind", lambda _binary: kind)
     monkeypatch.setattr(cluster, "install_addons", lambda _paths, _handle: None)
     return paths, kind
 
 
-def test_failure_after_create_deletes_the_cluster(fake_edges: tuple[Paths, FakeKind],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_after_create_deletes_the_cluster(
+    fake_edges: tuple[Paths, FakeKind], monkeypatch: pytest.MonkeyPatch
+) -> None:
     paths, kind = fake_edges
 
     def never_ready(_handle: cluster.ClusterHandle, expected_nodes: int) -> None:

@@ -35,4 +35,6 @@ def test_every_scenario_names_its_criterion_or_is_smoke() -> None:
         previous_tags = re.findall(r"((?:@[\w.]+\s*)+)\n\s*Scenario:", text)
         assert len(previous_tags) == len(blocks), f"untagged scenario in {path}"
         for tags in previous_tags:
-            assert re.search(r"@R[1-5]\.[1-5]\b", tags), f"{path}: scenario without criterion: {tags}"
+            assert re.search(r"@R[1-5]\.[1-5]\b", tags), (
+                f"{path}: scenario without criterion: {tags}"
+            )

@@ -27,19 +27,23 @@ def test_all_25_criteria_are_listed_even_without_scenarios() -> None:
 
 
 def test_a_failed_scenario_fails_its_criterion() -> None:
-    table = coverage(state_with(
-        ScenarioResult("a", "a", ["R1.3"], status="passed", figures={"x": 1}),
-        ScenarioResult("b", "b", ["R1.3"], status="failed", figures={"y": 2}),
-    ))
+    table = coverage(
+        state_with(
+            ScenarioResult("a", "a", ["R1.3"], status="passed", figures={"x": 1}),
+            ScenarioResult("b", "b", ["R1.3"], status="failed", figures={"y": 2}),
+        )
+    )
     assert table["R1.3"]["status"] == "failed"
     assert table["R1.3"]["figures"] == {"x": 1, "y": 2}
 
 
 def test_not_implemented_is_never_passed() -> None:
-    table = coverage(state_with(
-        ScenarioResult("a", "a", ["R2.1"], status="passed"),
-        ScenarioResult("b", "b", ["R2.1"], status="not_implemented"),
-    ))
+    table = coverage(
+        state_with(
+            ScenarioResult("a", "a", ["R2.1"], status="passed"),
+            ScenarioResult("b", "b", ["R2.1"], status="not_implemented"),
+        )
+    )
     assert table["R2.1"]["status"] == "not_implemented"
 
 

@@ -84,7 +84,9 @@ def build_all(paths: Paths, docker: DockerClient) -> BuildReport:
 
     started = time.monotonic()
     log.info("==> kind node image")
-    report.node_image = _node_image(paths, versions, bases["node"], built, image_keys, docker, report)
+    report.node_image = _node_image(
+        paths, versions, bases["node"], built, image_keys, docker, report
+    )
     report.image_bytes[report.node_image] = docker.image_size(report.node_image)
     report.stages["node_image_s"] = time.monotonic() - started
     if not report.rebuilt:
@@ -99,9 +101,16 @@ def check_kubeadm_images(
 ) -> None:
     """Fail the build if kubeadm would pull an image we do not preload (nothing can be pulled)."""
     wanted = proc.run(
-        [kubernetes.binary("kubeadm"), "config", "images", "list",
-         "--kubernetes-version", versions.kubernetes],
-        timeout=60, describe="kubeadm config images list",
+        [
+            kubernetes.binary("kubeadm"),
+            "config",
+            "images",
+            "list",
+            "--kubernetes-version",
+            versions.kubernetes,
+        ],
+        timeout=60,
+        describe="kubeadm config images list",
     ).split()
     ours = {spec.ref for spec in specs}
     missing = [image for image in wanted if image not in ours]
@@ -206,36 +215,58 @@ def _node_image(
         docker.save(sorted(image_keys), archive)
     log.info("   stage 3: preloading images into the node's containerd")
     container = docker.run_detached(
-        stage_ref, PRELOAD_CONTAINER, [], entrypoint=["/bin/sleep", "infinity"],
-        privileged=True, network_mode="none", tmpfs={"/run": "", "/tmp": ""},
+        stage_ref,
+        PRELOAD_CONTAINER,
+        [],
+        entrypoint=["/bin/sleep", "infinity"],
+        privileged=True,
+        network_mode="none",
+        tmpfs={"/run": "", "/tmp": ""},
     )
     try:
         docker.put_file(container, archive, "/kind")
-        docker.exec(container, ["sh", "-c", "containerd >/tmp/containerd.log 2>&1 &"],
-                    "start containerd")
+        docker.exec(
+            container, ["sh", "-c", "containerd >/tmp/containerd.log 2>&1 &"], "start containerd"
+        )
 
         def containerd_ready() -> bool:
-            return container.exec_run(["ctr", "version"]).exit_code == 0
+            return bool(container.exec_run(["ctr", "version"]).exit_code == 0)
 
-        wait_until(containerd_ready, timeout=60, interval=0.5, describe="containerd in the build container")
+        wait_until(
+            containerd_ready, timeout=60, interval=0.5, describe="containerd in the build container"
+        )
         docker.exec(
             container,
-            ["ctr", "--namespace=k8s.io", "images", "import", "--all-platforms", "--no-unpack",
-             "--digests", f"/kind/{archive.name}"],
+            [
+                "ctr",
+                "--namespace=k8s.io",
+                "images",
+                "import",
+                "--all-platforms",
+                "--no-unpack",
+                "--digests",
+                f"/kind/{archive.name}",
+            ],
             "ctr images import",
         )
-        listed = docker.exec(container, ["ctr", "--namespace=k8s.io", "images", "ls", "-q"],
-                             "ctr images ls")
+        listed = docker.exec(
+            container, ["ctr", "--namespace=k8s.io", "images", "ls", "-q"], "ctr images ls"
+        )
         missing = [ref for ref in image_keys if ref not in listed]
         if missing:
             raise BuildError(f"images missing from the node's containerd after import: {missing}")
-        docker.exec(container, ["sh", "-c", f"pkill containerd; rm -f /kind/{archive.name}"],
-                    "stop containerd")
+        docker.exec(
+            container,
+            ["sh", "-c", f"pkill containerd; rm -f /kind/{archive.name}"],
+            "stop containerd",
+        )
         wait_until(
             # sleep (PID 1) does not reap, so the exited containerd lingers as a zombie:
             # wait for its socket to stop answering instead of for the process entry.
             lambda: container.exec_run(["ctr", "version"]).exit_code != 0,
-            timeout=30, interval=0.5, describe="containerd to stop",
+            timeout=30,
+            interval=0.5,
+            describe="containerd to stop",
         )
         container.stop(timeout=5)
         docker.commit(

@@ -124,8 +124,9 @@ def up(paths: Paths, request: ClusterRequest) -> ClusterHandle:
     log.info("==> Creating cluster %r: 1 control plane + %d workers", request.name, request.workers)
     started = time.monotonic()
     try:
-        kind.create(request.name, built.node_image, config_path, kubeconfig,
-                    retain=request.keep_on_failure)
+        kind.create(
+            request.name, built.node_image, config_path, kubeconfig, retain=request.keep_on_failure
+        )
         install_addons(paths, handle)
         wait_for_cluster(handle, expected_nodes=1 + request.workers)
     except (DeployerError, WaitTimeout) as error:
@@ -140,8 +141,12 @@ def up(paths: Paths, request: ClusterRequest) -> ClusterHandle:
             f"(docker exec -it {request.name}-control-plane bash)."
         ) from None
     handle.seconds_to_ready = time.monotonic() - started
-    log.info("==> Cluster %r ready in %.0fs (kubeconfig: %s)", request.name,
-             handle.seconds_to_ready, kubeconfig)
+    log.info(
+        "==> Cluster %r ready in %.0fs (kubeconfig: %s)",
+        request.name,
+        handle.seconds_to_ready,
+        kubeconfig,
+    )
     return handle
 
 
@@ -155,8 +160,11 @@ def _delete_quietly(kind: Kind, name: str) -> None:
 def install_addons(paths: Paths, handle: ClusterHandle) -> None:
     for manifest in sorted(paths.addons.glob("*.yaml")):
         log.info("   add-on %s", manifest.stem)
-        proc.run([handle.kubectl, "--kubeconfig", handle.kubeconfig, "apply", "-f", manifest],
-                 timeout=120, describe=f"kubectl apply {manifest.name}")
+        proc.run(
+            [handle.kubectl, "--kubeconfig", handle.kubeconfig, "apply", "-f", manifest],
+            timeout=120,
+            describe=f"kubectl apply {manifest.name}",
+        )
 
 
 def wait_for_cluster(handle: ClusterHandle, expected_nodes: int) -> None:
@@ -167,13 +175,20 @@ def wait_for_cluster(handle: ClusterHandle, expected_nodes: int) -> None:
         states = node_states(api)
         return len(states) == expected_nodes and all(state.ready for state in states)
 
-    _, seconds = wait_until(nodes_ready, timeout=READY_TIMEOUT, interval=2,
-                            describe=f"{expected_nodes} Ready nodes")
+    _, seconds = wait_until(
+        nodes_ready, timeout=READY_TIMEOUT, interval=2, describe=f"{expected_nodes} Ready nodes"
+    )
     log.info("   %d nodes Ready after %.0fs", expected_nodes, seconds)
     for namespace in ("kube-system", "local-path-storage"):
+
+        def available(ns: str = namespace) -> bool:
+            return not unready_workloads(api, ns)
+
         _, seconds = wait_until(
-            lambda ns=namespace: not unready_workloads(api, ns),
-            timeout=READY_TIMEOUT, interval=2, describe=f"workloads in {namespace}",
+            available,
+            timeout=READY_TIMEOUT,
+            interval=2,
+            describe=f"workloads in {namespace}",
         )
         log.info("   %s workloads available after %.0fs", namespace, seconds)
 
@@ -183,7 +198,9 @@ def existing(paths: Paths, name: str) -> ClusterHandle:
     kind, kubectl = _built_tools(paths)
     kubeconfig = cluster_dir(paths, name) / "kubeconfig"
     if name not in kind.clusters() or not kubeconfig.exists():
-        raise ConfigError(f"no cluster named {name!r}; create it with `python -m deployer cluster up`")
+        raise ConfigError(
+            f"no cluster named {name!r}; create it with `python -m deployer cluster up`"
+        )
     return ClusterHandle(name, kubeconfig, kind, kubectl)
 
 
@@ -209,10 +226,8 @@ def down(paths: Paths, name: str) -> bool:
 def status(paths: Paths, name: str) -> list[str]:
     handle = existing(paths, name)
     api = api_client(handle.kubeconfig)
-    lines = [f"cluster {name}: kubeconfig {handle.kubeconfig}"]
-    for state in node_states(api):
-        lines.append(
-            f"  {state.name:28} {'Ready' if state.ready else 'NotReady':9} "
-            f"{','.join(state.roles):14} {state.internal_ip:15} {state.kubelet_version}"
-        )
-    return lines
+    return [f"cluster {name}: kubeconfig {handle.kubeconfig}"] + [
+        f"  {state.name:28} {'Ready' if state.ready else 'NotReady':9} "
+        f"{','.join(state.roles):14} {state.internal_ip:15} {state.kubelet_version}"
+        for state in node_states(api)
+    ]

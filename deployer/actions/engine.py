@@ -30,7 +30,7 @@ def ensure_engine(paths: Paths) -> DockerClient:
         docker_engine.start_engine(paths.docker_state, capfilter.binary("runc-capfilter"))
     client = DockerClient()
     if not client.image_exists(PROBE_IMAGE):
-        context = BuildContext("FROM scratch\nCOPY pause /pause\nENTRYPOINT [\"/pause\"]\n")
+        context = BuildContext('FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n')
         context.add("pause", pause.binary("pause"))
         client.build(context, PROBE_IMAGE, labels={})
     problem = client.probe_privileged(PROBE_IMAGE, ["-v"])
@@ -44,6 +44,8 @@ def ensure_engine(paths: Paths) -> DockerClient:
     info = client.info()
     log.info(
         "   engine %s ready (cgroup v%s, runtime %s)",
-        info.get("ServerVersion"), info.get("CgroupVersion"), info.get("DefaultRuntime"),
+        info.get("ServerVersion"),
+        info.get("CgroupVersion"),
+        info.get("DefaultRuntime"),
     )
     return client

@@ -119,7 +119,9 @@ class DockerClient:
         last: list[str] = []
         for chunk in stream:
             if "error" in chunk:
-                raise BuildError(f"building {ref} failed: {chunk['error'].strip()}\n" + "\n".join(last[-10:]))
+                raise BuildError(
+                    f"building {ref} failed: {chunk['error'].strip()}\n" + "\n".join(last[-10:])
+                )
             text = str(chunk.get("stream", "")).rstrip()
             if text:
                 last.append(text)
@@ -157,7 +159,9 @@ class DockerClient:
         buffer.seek(0)
         container.put_archive(directory, buffer.getvalue())
 
-    def commit(self, container: Any, ref: str, changes: list[str], labels: Mapping[str, str]) -> None:
+    def commit(
+        self, container: Any, ref: str, changes: list[str], labels: Mapping[str, str]
+    ) -> None:
         repository, tag = ref.rsplit(":", 1)
         conf = {"Labels": dict(labels)}
         container.commit(repository=repository, tag=tag, changes=changes, conf=conf)
@@ -171,7 +175,9 @@ class DockerClient:
     def probe_privileged(self, ref: str, command: list[str]) -> str | None:
         """Run ``command`` privileged; return None on success, else the engine's error."""
         try:
-            self._client.containers.run(ref, command, privileged=True, remove=True, network_mode="none")
+            self._client.containers.run(
+                ref, command, privileged=True, remove=True, network_mode="none"
+            )
         except docker.errors.ContainerError as error:
             return f"exit {error.exit_status}: {error.stderr!r}"
         except docker.errors.APIError as error:

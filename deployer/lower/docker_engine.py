@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import socket
 import subprocess
@@ -18,7 +17,7 @@ import time
 from pathlib import Path
 
 from deployer.errors import PrerequisiteError
-from deployer.lower import proc
+from deployer.lower.debian import ensure_commands
 
 log = logging.getLogger(__name__)
 
@@ -57,25 +56,9 @@ def raise_sysctls() -> None:
             ) from None
 
 
-def install_engine_package() -> None:
-    """Install Debian's docker.io when no dockerd exists (root only)."""
-    if shutil.which("dockerd"):
-        return
-    if os.geteuid() != 0:
-        raise PrerequisiteError("no Docker engine and not root: install docker.io or run as root")
-    log.info("   installing Debian's docker.io (dockerd 20.10)")
-    proc.run(["apt-get", "update", "-q"], timeout=600, describe="apt-get update")
-    proc.run(
-        ["apt-get", "install", "-y", "-q", "docker.io"],
-        env={"DEBIAN_FRONTEND": "noninteractive"},
-        timeout=900,
-        describe="apt-get install docker.io",
-    )
-
-
 def start_engine(state_dir: Path, capfilter: Path) -> None:
     """Start dockerd on the default socket with runc-capfilter as default runtime."""
-    install_engine_package()
+    ensure_commands({"dockerd": "docker.io", "docker": "docker.io"})
     state_dir.mkdir(parents=True, exist_ok=True)
     runtime = state_dir / "runc-capfilter"
     if not runtime.exists() or runtime.read_bytes() != capfilter.read_bytes():

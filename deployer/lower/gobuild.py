@@ -27,7 +27,11 @@ class GoProgram:
     ldflags: str = "-s -w"
 
     def key(self, go_version: str) -> str:
-        inputs = [p for p in self.module_dir.iterdir() if p.is_file() and p.suffix in {".mod", ".sum", ".go"}]
+        inputs = [
+            p
+            for p in self.module_dir.iterdir()
+            if p.is_file() and p.suffix in {".mod", ".sum", ".go"}
+        ]
         parts = [go_version, self.ldflags, repr(self.packages), "CGO_ENABLED=0", "linux/amd64"]
         hasher_parts = parts + [f"{p.name}:{p.read_bytes().hex()}" for p in sorted(inputs)]
         return cache_key(*hasher_parts)
@@ -66,7 +70,16 @@ def build(program: GoProgram, out_root: Path, go: str) -> BuiltProgram:
     env = {"CGO_ENABLED": "0", "GOOS": "linux", "GOARCH": "amd64", "GOFLAGS": "-mod=readonly"}
     for binary, package in program.packages:
         proc.run(
-            ["go", "build", "-trimpath", "-ldflags", program.ldflags, "-o", staging / binary, package],
+            [
+                "go",
+                "build",
+                "-trimpath",
+                "-ldflags",
+                program.ldflags,
+                "-o",
+                staging / binary,
+                package,
+            ],
             cwd=program.module_dir,
             env={**env, "PATH": os.environ.get("PATH", "")},
             timeout=GO_BUILD_TIMEOUT,

@@ -18,26 +18,49 @@ class Kind:
     binary: Path
 
     def clusters(self) -> list[str]:
-        output = proc.run([self.binary, "get", "clusters", "-q"], timeout=60, describe="kind get clusters")
-        return [line.strip() for line in output.splitlines() if line.strip() and " " not in line.strip()]
+        output = proc.run(
+            [self.binary, "get", "clusters", "-q"], timeout=60, describe="kind get clusters"
+        )
+        return [
+            line.strip() for line in output.splitlines() if line.strip() and " " not in line.strip()
+        ]
 
     def create(self, name: str, image: str, config: Path, kubeconfig: Path, retain: bool) -> None:
-        command = [self.binary, "create", "cluster", "--name", name, "--image", image,
-                   "--config", config, "--kubeconfig", kubeconfig, "--wait", "0s"]
+        command: list[str | Path] = [
+            self.binary,
+            "create",
+            "cluster",
+            "--name",
+            name,
+            "--image",
+            image,
+            "--config",
+            config,
+            "--kubeconfig",
+            kubeconfig,
+            "--wait",
+            "0s",
+        ]
         if retain:
             command.append("--retain")
         proc.run(command, timeout=CREATE_TIMEOUT, describe="kind create cluster")
 
     def delete(self, name: str, kubeconfig: Path | None = None) -> None:
-        command = [self.binary, "delete", "cluster", "--name", name]
+        command: list[str | Path] = [self.binary, "delete", "cluster", "--name", name]
         if kubeconfig is not None:
             command += ["--kubeconfig", kubeconfig]
         proc.run(command, timeout=300, describe="kind delete cluster")
 
     def export_logs(self, name: str, destination: Path) -> None:
-        proc.run([self.binary, "export", "logs", destination, "--name", name],
-                 timeout=600, describe="kind export logs")
+        proc.run(
+            [self.binary, "export", "logs", destination, "--name", name],
+            timeout=600,
+            describe="kind export logs",
+        )
 
     def load_image(self, name: str, image: str) -> None:
-        proc.run([self.binary, "load", "docker-image", image, "--name", name],
-                 timeout=900, describe=f"kind load {image}")
+        proc.run(
+            [self.binary, "load", "docker-image", image, "--name", name],
+            timeout=900,
+            describe=f"kind load {image}",
+        )

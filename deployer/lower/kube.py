@@ -32,8 +32,11 @@ def node_states(api: ApiClient) -> list[NodeState]:
     for node in client.CoreV1Api(api).list_node().items:
         conditions = {c.type: c.status for c in (node.status.conditions or [])}
         roles = tuple(
-            sorted(label.split("/", 1)[1] for label in (node.metadata.labels or {})
-                   if label.startswith("node-role.kubernetes.io/"))
+            sorted(
+                label.split("/", 1)[1]
+                for label in (node.metadata.labels or {})
+                if label.startswith("node-role.kubernetes.io/")
+            )
         ) or ("worker",)
         addresses = {a.type: a.address for a in (node.status.addresses or [])}
         states.append(

@@ -73,8 +73,14 @@ def _pump(process: subprocess.Popen[str], lines: deque[str], label: str) -> None
         log.debug("[%s] %s", label, stripped)
 
 
-def _wait(process: subprocess.Popen[str], argv: list[str], label: str, lines: deque[str],
-          started: float, timeout: float) -> None:
+def _wait(
+    process: subprocess.Popen[str],
+    argv: list[str],
+    label: str,
+    lines: deque[str],
+    started: float,
+    timeout: float,
+) -> None:
     """Wait for exit with a deadline, logging a heartbeat so long steps show progress."""
     next_beat = started + HEARTBEAT_SECONDS
     while True:

@@ -17,13 +17,21 @@ from pathlib import Path
 from deployer.errors import PrerequisiteError
 from deployer.lower import proc
 from deployer.lower.cache import cache_key
+from deployer.lower.debian import ensure_commands
 from deployer.lower.docker_client import DockerClient
 
 log = logging.getLogger(__name__)
 
 DEBOOTSTRAP_TIMEOUT = 30 * 60
-STRIP = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
-         "usr/share/info", "var/log", "var/cache/debconf")
+STRIP = (
+    "var/cache/apt/archives",
+    "var/lib/apt/lists",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "var/log",
+    "var/cache/debconf",
+)
 
 
 @dataclass(frozen=True)
@@ -57,16 +65,21 @@ def ensure_image(
 def _debootstrap(spec: RootfsSpec, suite: str, mirror: str, cache_dir: Path, tarball: Path) -> None:
     if os.geteuid() != 0:
         raise PrerequisiteError("debootstrap needs root: run the build as root (sudo)")
-    if shutil.which("debootstrap") is None:
-        raise PrerequisiteError("debootstrap is missing: apt-get install debootstrap")
+    ensure_commands({"debootstrap": "debootstrap"})
     workdir = cache_dir / f".{spec.name}.partial"
     shutil.rmtree(workdir, ignore_errors=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     log.info("   rootfs %s: debootstrap %s (%d packages)", spec.name, suite, len(spec.packages))
     try:
         proc.run(
-            ["debootstrap", "--variant=minbase", f"--include={','.join(spec.packages)}",
-             suite, workdir, mirror],
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(spec.packages)}",
+                suite,
+                workdir,
+                mirror,
+            ],
             timeout=DEBOOTSTRAP_TIMEOUT,
             describe=f"debootstrap {spec.name}",
         )

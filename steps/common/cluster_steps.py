@@ -25,10 +25,14 @@ def _(kube: Kube, request: pytest.FixtureRequest) -> str:
     """A namespace for this scenario only, with the probe scripts, deleted afterwards."""
     name = f"ce-test-{uuid.uuid4().hex[:8]}"
     kube.core.create_namespace(
-        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"ce.test/suite": "acceptance"}))
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(name=name, labels={"ce.test/suite": "acceptance"})
+        )
     )
     request.addfinalizer(
-        lambda: kube.core.delete_namespace(name, grace_period_seconds=0, propagation_policy="Background")
+        lambda: kube.core.delete_namespace(
+            name, grace_period_seconds=0, propagation_policy="Background"
+        )
     )
     kube.create(name, assets_configmap())
     return name

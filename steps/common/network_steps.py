@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from pytest_bdd import given, parsers, then, when
 
 from deployer.lower.waiting import wait_until
 from steps.common.workload_steps import WebServers
 from steps.support import workloads
 from steps.support.kube import Kube
+from steps.support.report import RecordFigure
 
 
 def answers(kube: Kube, namespace: str, client_pod: str, target_ip: str) -> str | None:
     """The pod name the web server at ``target_ip`` reports, or None if it did not answer."""
     code, output = kube.exec(
-        namespace, client_pod,
-        ["curl", "-s", "-m", "3", f"http://{target_ip}:{workloads.WEB_PORT}/"], timeout=15,
+        namespace,
+        client_pod,
+        ["curl", "-s", "-m", "3", f"http://{target_ip}:{workloads.WEB_PORT}/"],
+        timeout=15,
     )
     if code != 0:
         return None
@@ -54,26 +56,31 @@ def _(kube: Kube, namespace: str, web_servers: WebServers, service: str) -> None
 
 @given("every web server answers a client pod on every other worker")
 @then("every web server answers a client pod on every other worker")
-def _(kube: Kube, namespace: str, web_servers: WebServers, record_property: pytest.RecordProperty) -> None:
+def _(kube: Kube, namespace: str, web_servers: WebServers, record_figure: RecordFigure) -> None:
     __tracebackhide__ = True
     assert len({pod.node for pod in web_servers.pods}) >= 2, "need web servers on 2+ nodes"
+
+    def all_pairs_answer() -> dict[str, bool]:
+        matrix = cross_node_matrix(kube, namespace, web_servers)
+        return matrix if matrix and all(matrix.values()) else {}
+
     matrix, seconds = wait_until(
-        lambda: (m := cross_node_matrix(kube, namespace, web_servers)) and all(m.values()) and m,
-        timeout=90, interval=2, describe="every cross-node pair to answer",
+        all_pairs_answer, timeout=90, interval=2, describe="every cross-node pair to answer"
     )
-    record_property("figure.cross_node_pairs_ok", len(matrix))
-    record_property("figure.seconds_until_all_pairs_answer", round(seconds, 1))
+    record_figure("cross_node_pairs_ok", len(matrix))
+    record_figure("seconds_until_all_pairs_answer", round(seconds, 1))
 
 
 @then("no web server answers a client pod on any other worker")
-def _(kube: Kube, namespace: str, web_servers: WebServers,
-      record_property: pytest.RecordProperty) -> None:
+def _(kube: Kube, namespace: str, web_servers: WebServers, record_figure: RecordFigure) -> None:
     __tracebackhide__ = True
     _, seconds = wait_until(
         lambda: not any(cross_node_matrix(kube, namespace, web_servers).values()),
-        timeout=90, interval=2, describe="every cross-node pair to be blocked",
+        timeout=90,
+        interval=2,
+        describe="every cross-node pair to be blocked",
     )
-    record_property("figure.seconds_to_enforce_deny_policy", round(seconds, 1))
+    record_figure("seconds_to_enforce_deny_policy", round(seconds, 1))
 
 
 @when("a NetworkPolicy denies all ingress in the namespace")

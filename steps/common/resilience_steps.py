@@ -7,13 +7,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from pytest_bdd import then, when
 
 from deployer.lower.waiting import wait_until
 from steps.common.workload_steps import ServiceUnderTest, Traffic
 from steps.support import workloads
 from steps.support.kube import Kube
+from steps.support.report import RecordFigure
 
 MAX_GAP_S = 5.0  # longest tolerated stretch without one successful answer
 MIN_SUCCESS_RATIO = 0.9  # generous: one of two replicas is down on purpose
@@ -49,8 +49,9 @@ def restart_count(kube: Kube, namespace: str, pod: str, container: str) -> int:
     return 0
 
 
-def kill_container_processes(kube: Kube, namespace: str, pod: str, container: str,
-                             image: str) -> tuple[int, ...]:
+def kill_container_processes(
+    kube: Kube, namespace: str, pod: str, container: str, image: str
+) -> tuple[int, ...]:
     """SIGKILL every process of one container from the node's PID namespace.
 
     A process killed from inside its own PID namespace as PID 1 ignores
@@ -58,8 +59,9 @@ def kill_container_processes(kube: Kube, namespace: str, pod: str, container: st
     crash looks like to the kubelet, and works for any image.
     """
     target = kube.core.read_namespaced_pod(pod, namespace)
-    container_id = next(s.container_id for s in target.status.container_statuses
-                        if s.name == container).split("://", 1)[1]
+    container_id = next(
+        s.container_id for s in target.status.container_statuses if s.name == container
+    ).split("://", 1)[1]
     agent = f"chaos-{target.spec.node_name}"[:63]
     try:
         kube.core.read_namespaced_pod(agent, namespace)
@@ -72,7 +74,9 @@ def kill_container_processes(kube: Kube, namespace: str, pod: str, container: st
     )
     code, output = kube.exec(namespace, agent, ["sh", "-c", script])
     pids = tuple(int(line) for line in output.split() if line.isdigit())
-    assert code == 0 and pids, f"found no process of container {container_id[:12]} to kill: {output}"
+    assert code == 0 and pids, (
+        f"found no process of container {container_id[:12]} to kill: {output}"
+    )
     return pids
 
 
@@ -86,19 +90,28 @@ def _(kube: Kube, service_under_test: ServiceUnderTest, toolbox_image: str) -> C
 
 
 @then("that container is restarted by the kubelet")
-def _(kube: Kube, service_under_test: ServiceUnderTest, crash: Crash,
-      record_property: pytest.RecordProperty) -> None:
+def _(
+    kube: Kube,
+    service_under_test: ServiceUnderTest,
+    crash: Crash,
+    record_figure: RecordFigure,
+) -> None:
     __tracebackhide__ = True
     namespace = service_under_test.namespace
 
     def restarted_and_ready() -> bool:
-        return (restart_count(kube, namespace, crash.pod, crash.container) > crash.restarts_before
-                and kube.pod_ready(namespace, crash.pod))
+        return restart_count(
+            kube, namespace, crash.pod, crash.container
+        ) > crash.restarts_before and kube.pod_ready(namespace, crash.pod)
 
-    wait_until(restarted_and_ready, timeout=120, interval=0.5,
-               describe=f"{crash.pod} to restart its container and be Ready")
-    record_property("figure.seconds_to_restart_killed_container", round(time.time() - crash.killed_at, 1))
-    record_property("figure.killed_processes", len(crash.killed_pids))
+    wait_until(
+        restarted_and_ready,
+        timeout=120,
+        interval=0.5,
+        describe=f"{crash.pod} to restart its container and be Ready",
+    )
+    record_figure("seconds_to_restart_killed_container", round(time.time() - crash.killed_at, 1))
+    record_figure("killed_processes", len(crash.killed_pids))
 
 
 @when("one of the service's pods is deleted", target_fixture="deletion")
@@ -110,43 +123,65 @@ def _(kube: Kube, service_under_test: ServiceUnderTest) -> Deletion:
 
 
 @then("a replacement pod becomes Ready")
-def _(kube: Kube, service_under_test: ServiceUnderTest, deletion: Deletion,
-      record_property: pytest.RecordProperty) -> None:
+def _(
+    kube: Kube,
+    service_under_test: ServiceUnderTest,
+    deletion: Deletion,
+    record_figure: RecordFigure,
+) -> None:
     __tracebackhide__ = True
     namespace = service_under_test.namespace
 
     def replaced() -> list[str]:
-        ready = [p for p in service_pods(kube, service_under_test)
-                 if p != deletion.pod and kube.pod_ready(namespace, p)]
+        ready = [
+            p
+            for p in service_pods(kube, service_under_test)
+            if p != deletion.pod and kube.pod_ready(namespace, p)
+        ]
         return ready if len(ready) >= service_under_test.replicas else []
 
-    wait_until(replaced, timeout=180, interval=0.5,
-               describe=f"{service_under_test.replicas} Ready pods without {deletion.pod}")
-    record_property("figure.seconds_to_replace_deleted_pod", round(time.time() - deletion.deleted_at, 1))
+    wait_until(
+        replaced,
+        timeout=180,
+        interval=0.5,
+        describe=f"{service_under_test.replicas} Ready pods without {deletion.pod}",
+    )
+    record_figure("seconds_to_replace_deleted_pod", round(time.time() - deletion.deleted_at, 1))
 
 
 @then("the service kept answering while it healed")
-def _(kube: Kube, namespace: str, traffic: Traffic, record_property: pytest.RecordProperty) -> None:
+def _(kube: Kube, namespace: str, traffic: Traffic, record_figure: RecordFigure) -> None:
     __tracebackhide__ = True
     healed_at = time.time()
 
     def requests_logged() -> list[dict[str, Any]]:
-        lines = [json.loads(line) for line in kube.logs(namespace, traffic.pod).splitlines()
-                 if line.startswith("{")]
+        lines = [
+            json.loads(line)
+            for line in kube.logs(namespace, traffic.pod).splitlines()
+            if line.startswith("{")
+        ]
         logged = [line for line in lines if "seq" in line]
         return logged if logged and logged[-1]["t"] >= healed_at + OBSERVE_AFTER_HEALING_S else []
 
-    requests, _ = wait_until(requests_logged, timeout=OBSERVE_AFTER_HEALING_S + 60, interval=2,
-                             describe="the client to log traffic after the healing")
+    requests, _ = wait_until(
+        requests_logged,
+        timeout=OBSERVE_AFTER_HEALING_S + 60,
+        interval=2,
+        describe="the client to log traffic after the healing",
+    )
     failed = [r for r in requests if not r["ok"]]
     successes = [r["t"] for r in requests if r["ok"]]
-    gaps = [b - a for a, b in zip([requests[0]["t"], *successes], [*successes, requests[-1]["t"]],
-                                  strict=True)]
+    gaps = [
+        b - a
+        for a, b in zip(
+            [requests[0]["t"], *successes], [*successes, requests[-1]["t"]], strict=True
+        )
+    ]
     longest_gap = max(gaps) if gaps else 0.0
     ratio = len(successes) / len(requests)
-    record_property("figure.requests_total", len(requests))
-    record_property("figure.requests_failed", len(failed))
-    record_property("figure.longest_gap_without_answer_s", round(longest_gap, 2))
+    record_figure("requests_total", len(requests))
+    record_figure("requests_failed", len(failed))
+    record_figure("longest_gap_without_answer_s", round(longest_gap, 2))
     assert longest_gap <= MAX_GAP_S, (
         f"the service did not answer for {longest_gap:.1f}s (limit {MAX_GAP_S}s); "
         f"failures: {[r['detail'] for r in failed[:5]]}"

@@ -35,19 +35,24 @@ def writer_pod(name: str, claim: str, image: str) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {
             "terminationGracePeriodSeconds": 1,
-            "containers": [{
-                "name": "writer",
-                "image": image,
-                "imagePullPolicy": "IfNotPresent",
-                "command": ["sh", "-c", f"echo {MARKER} > /data/marker && sleep 3600"],
-                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-            }],
+            "containers": [
+                {
+                    "name": "writer",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["sh", "-c", f"echo {MARKER} > /data/marker && sleep 3600"],
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                }
+            ],
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
         },
     }
 
 
-@when(parsers.parse("a pod writes to a new {size} persistent volume claim"), target_fixture="claim_use")
+@when(
+    parsers.parse("a pod writes to a new {size} persistent volume claim"),
+    target_fixture="claim_use",
+)
 def _(kube: Kube, namespace: str, toolbox_image: str, size: str) -> ClaimUse:
     kube.create(namespace, claim_manifest("data", size))
     kube.create(namespace, writer_pod("writer", "data", toolbox_image))
@@ -58,9 +63,14 @@ def _(kube: Kube, namespace: str, toolbox_image: str, size: str) -> ClaimUse:
 @then("the claim is bound to a dynamically provisioned volume")
 def _(kube: Kube, namespace: str, claim_use: ClaimUse) -> None:
     claim, _ = wait_until(
-        lambda: (c := kube.core.read_namespaced_persistent_volume_claim(claim_use.claim, namespace))
-        and c.status.phase == "Bound" and c,
-        timeout=60, interval=1, describe="the claim to be Bound",
+        lambda: (
+            (c := kube.core.read_namespaced_persistent_volume_claim(claim_use.claim, namespace))
+            and c.status.phase == "Bound"
+            and c
+        ),
+        timeout=60,
+        interval=1,
+        describe="the claim to be Bound",
     )
     volume = kube.core.read_persistent_volume(claim.spec.volume_name)
     provisioner = (volume.metadata.annotations or {}).get("pv.kubernetes.io/provisioned-by")

@@ -49,8 +49,10 @@ def worker_nodes(kube: Kube) -> list[str]:
     return [s.name for s in node_states(kube.api) if "control-plane" not in s.roles and s.ready]
 
 
-@given(parsers.parse('a web server on each worker node behind the service "{service}"'),
-       target_fixture="web_servers")
+@given(
+    parsers.parse('a web server on each worker node behind the service "{service}"'),
+    target_fixture="web_servers",
+)
 def _(kube: Kube, namespace: str, toolbox_image: str, service: str) -> WebServers:
     names = []
     for index, node in enumerate(worker_nodes(kube)):
@@ -66,11 +68,14 @@ def _(kube: Kube, namespace: str, toolbox_image: str, service: str) -> WebServer
     return WebServers(service, tuple(pods))
 
 
-@given(parsers.parse("a web service with {replicas:d} replicas spread over the workers"),
-       target_fixture="service_under_test")
+@given(
+    parsers.parse("a web service with {replicas:d} replicas spread over the workers"),
+    target_fixture="service_under_test",
+)
 def _(kube: Kube, namespace: str, toolbox_image: str, replicas: int) -> ServiceUnderTest:
     kube.create(namespace, workloads.web_deployment("web", replicas, toolbox_image))
     kube.create(namespace, workloads.service("web", app="web"))
+
     def available() -> bool:
         status = kube.apps.read_namespaced_deployment("web", namespace).status
         return (status.available_replicas or 0) == replicas
@@ -80,11 +85,19 @@ def _(kube: Kube, namespace: str, toolbox_image: str, replicas: int) -> ServiceU
 
 
 @given("a client pod sending requests to the service", target_fixture="traffic")
-def _(kube: Kube, namespace: str, toolbox_image: str,
-      service_under_test: ServiceUnderTest) -> Traffic:
-    kube.create(namespace, workloads.traffic_pod(
-        "traffic", service_under_test.url, toolbox_image,
-        interval_s=0.2, duration_s=300, count=1500,
-    ))
+def _(
+    kube: Kube, namespace: str, toolbox_image: str, service_under_test: ServiceUnderTest
+) -> Traffic:
+    kube.create(
+        namespace,
+        workloads.traffic_pod(
+            "traffic",
+            service_under_test.url,
+            toolbox_image,
+            interval_s=0.2,
+            duration_s=300,
+            count=1500,
+        ),
+    )
     kube.wait_pods_ready(namespace, ["traffic"], timeout=120)
     return Traffic("traffic", time.time())

@@ -41,12 +41,25 @@ class Kube:
     def custom(self) -> client.CustomObjectsApi:
         return client.CustomObjectsApi(self.api)
 
-    def exec(self, namespace: str, pod: str, command: list[str], container: str | None = None,
-             timeout: float = 30) -> tuple[int, str]:
+    def exec(
+        self,
+        namespace: str,
+        pod: str,
+        command: list[str],
+        container: str | None = None,
+        timeout: float = 30,
+    ) -> tuple[int, str]:
         """Run ``command`` in a container; return (exit code, combined output)."""
         response = stream(
-            self.core.connect_get_namespaced_pod_exec, pod, namespace, command=command,
-            container=container, stderr=True, stdin=False, stdout=True, tty=False,
+            self.core.connect_get_namespaced_pod_exec,
+            pod,
+            namespace,
+            command=command,
+            container=container,
+            stderr=True,
+            stdin=False,
+            stdout=True,
+            tty=False,
             _preload_content=False,
         )
         response.run_forever(timeout=timeout)
@@ -71,8 +84,9 @@ class Kube:
         def all_ready() -> bool:
             return all(self.pod_ready(namespace, name) for name in names)
 
-        _, seconds = wait_until(all_ready, timeout=timeout, interval=1,
-                                describe=f"pods {names} Ready in {namespace}")
+        _, seconds = wait_until(
+            all_ready, timeout=timeout, interval=1, describe=f"pods {names} Ready in {namespace}"
+        )
         return seconds
 
     def logs(self, namespace: str, pod: str, container: str | None = None) -> str:

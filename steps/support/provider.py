@@ -49,7 +49,9 @@ class ClusterProvider:
             cluster_actions.down(paths, self.kind_name)
 
 
-def kind_provider(paths: Paths, name: str, workers: int, reuse: bool, keep: bool) -> ClusterProvider:
+def kind_provider(
+    paths: Paths, name: str, workers: int, reuse: bool, keep: bool
+) -> ClusterProvider:
     """Create (or with ``reuse`` attach to) a kind cluster built by the deployer."""
     capabilities = frozenset({NODE_SHELL, ETCD_ACCESS})
     if reuse:
@@ -62,8 +64,11 @@ def kind_provider(paths: Paths, name: str, workers: int, reuse: bool, keep: bool
             return ClusterProvider(f"kind:{name}", handle.kubeconfig, name, False, capabilities)
     handle = cluster_actions.up(paths, cluster_actions.ClusterRequest(name=name, workers=workers))
     return ClusterProvider(
-        f"kind:{name}", handle.kubeconfig, name,
-        delete_on_teardown=not (keep or reuse), capabilities=capabilities,
+        f"kind:{name}",
+        handle.kubeconfig,
+        name,
+        delete_on_teardown=not (keep or reuse),
+        capabilities=capabilities,
         seconds_to_ready=handle.seconds_to_ready,
     )
 

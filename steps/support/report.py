@@ -12,7 +12,8 @@ import html
 import json
 import re
 import time
-from collections.abc import Generator
+import tomllib
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,19 @@ NOT_APPLICABLE = "not applicable"
 
 # Worst status wins when a criterion has several scenarios.
 SEVERITY = ["failed", "skipped", "not_implemented", "not_applicable", "passed"]
+
+
+RecordFigure = Callable[[str, float | int | str], None]
+
+
+@pytest.fixture
+def record_figure(record_property: Callable[[str, object], None]) -> RecordFigure:
+    """Record a measured figure: it lands in the JUnit properties and requirements.json."""
+
+    def record(name: str, value: float | int | str) -> None:
+        record_property(FIGURE_PREFIX + name, value)
+
+    return record
 
 
 @dataclass
@@ -45,6 +59,7 @@ class ReportState:
     directory: Path
     results: dict[str, ScenarioResult] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    session: dict[str, Any] = field(default_factory=dict)
 
 
 STATE_KEY = pytest.StashKey[ReportState]()
@@ -76,6 +91,18 @@ def _state(config: pytest.Config) -> ReportState | None:
     return config.stash.get(STATE_KEY, None)
 
 
+def record_session_fact(config: pytest.Config, name: str, value: Any) -> None:
+    """Facts about the whole run (cluster provider, seconds to a Ready cluster, versions)."""
+    state = _state(config)
+    if state is not None:
+        state.session[name] = value
+
+
+def load_budgets(root: Path) -> dict[str, Any]:
+    path = root / "benchmarks" / "budgets.toml"
+    return tomllib.loads(path.read_text()) if path.exists() else {}
+
+
 def classify_skip(reason: str) -> str:
     lowered = reason.lower()
     if NOT_IMPLEMENTED in lowered:
@@ -99,20 +126,25 @@ def pytest_runtest_makereport(
         ScenarioResult(
             nodeid=item.nodeid,
             name=item.name,
-            requirements=sorted(m.name for m in item.iter_markers() if REQUIREMENT_MARK.match(m.name)),
+            requirements=sorted(
+                m.name for m in item.iter_markers() if REQUIREMENT_MARK.match(m.name)
+            ),
         ),
     )
     result.duration_s += report.duration
     for key, value in item.user_properties:
         if key.startswith(FIGURE_PREFIX):
-            result.figures[key[len(FIGURE_PREFIX):]] = value
+            result.figures[key[len(FIGURE_PREFIX) :]] = value
     if report.skipped:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         result.status, result.reason = classify_skip(reason), reason.removeprefix("Skipped: ")
     elif report.failed:
         result.status = "failed"
-        result.reason = f"{report.when}: {report.longreprtext.strip().splitlines()[-1][:300]}" \
-            if report.longreprtext else report.when
+        result.reason = (
+            f"{report.when}: {report.longreprtext.strip().splitlines()[-1][:300]}"
+            if report.longreprtext
+            else report.when
+        )
 
 
 def coverage(state: ReportState) -> dict[str, dict[str, Any]]:
@@ -128,8 +160,14 @@ def coverage(state: ReportState) -> dict[str, dict[str, Any]]:
         table[requirement] = {
             "status": status,
             "scenarios": [
-                {"name": r.name, "nodeid": r.nodeid, "status": r.status, "reason": r.reason,
-                 "duration_s": round(r.duration_s, 2), "figures": r.figures}
+                {
+                    "name": r.name,
+                    "nodeid": r.nodeid,
+                    "status": r.status,
+                    "reason": r.reason,
+                    "duration_s": round(r.duration_s, 2),
+                    "figures": r.figures,
+                }
                 for r in scenarios
             ],
             "figures": figures,
@@ -143,17 +181,27 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     table = coverage(state)
     other = [
-        {"name": r.name, "nodeid": r.nodeid, "status": r.status, "reason": r.reason,
-         "figures": r.figures}
-        for r in state.results.values() if not r.requirements
+        {
+            "name": r.name,
+            "nodeid": r.nodeid,
+            "status": r.status,
+            "reason": r.reason,
+            "figures": r.figures,
+        }
+        for r in state.results.values()
+        if not r.requirements
     ]
-    summary = {status: sum(1 for entry in table.values() if entry["status"] == status)
-               for status in SEVERITY}
+    summary = {
+        status: sum(1 for entry in table.values() if entry["status"] == status)
+        for status in SEVERITY
+    }
     document = {
         "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "duration_s": round(time.time() - state.started, 1),
         "pytest_exit_status": int(exitstatus),
         "summary": summary,
+        "session": state.session,
+        "budgets": load_budgets(Path(session.config.rootpath)),
         "requirements": table,
         "other_scenarios": other,
     }
@@ -161,8 +209,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     (state.directory / "coverage.html").write_text(coverage_html(table, other))
 
 
-STATUS_COLOURS = {"passed": "#1a7f37", "failed": "#cf222e", "not_implemented": "#9a6700",
-                  "not_applicable": "#57606a", "skipped": "#57606a"}
+STATUS_COLOURS = {
+    "passed": "#1a7f37",
+    "failed": "#cf222e",
+    "not_implemented": "#9a6700",
+    "not_applicable": "#57606a",
+    "skipped": "#57606a",
+}
 
 
 def coverage_html(table: dict[str, dict[str, Any]], other: list[dict[str, Any]]) -> str:
@@ -170,17 +223,26 @@ def coverage_html(table: dict[str, dict[str, Any]], other: list[dict[str, Any]])
     for requirement, entry in table.items():
         colour = STATUS_COLOURS[entry["status"]]
         scenarios = "<br>".join(html.escape(s["name"]) for s in entry["scenarios"]) or "-"
-        figures = "<br>".join(
-            f"{html.escape(str(k))} = {html.escape(str(v))}" for k, v in entry["figures"].items()
-        ) or "-"
+        figures = (
+            "<br>".join(
+                f"{html.escape(str(k))} = {html.escape(str(v))}"
+                for k, v in entry["figures"].items()
+            )
+            or "-"
+        )
         rows.append(
             f"<tr><td>{requirement}</td><td style='color:{colour};font-weight:bold'>"
             f"{entry['status']}</td><td>{scenarios}</td><td>{figures}</td></tr>"
         )
     for scenario in other:
         colour = STATUS_COLOURS[scenario["status"]]
-        figures = "<br>".join(f"{html.escape(str(k))} = {html.escape(str(v))}"
-                              for k, v in scenario["figures"].items()) or "-"
+        figures = (
+            "<br>".join(
+                f"{html.escape(str(k))} = {html.escape(str(v))}"
+                for k, v in scenario["figures"].items()
+            )
+            or "-"
+        )
         rows.append(
             f"<tr><td>(smoke)</td><td style='color:{colour};font-weight:bold'>{scenario['status']}"
             f"</td><td>{html.escape(scenario['name'])}</td><td>{figures}</td></tr>"
@@ -188,15 +250,20 @@ def coverage_html(table: dict[str, dict[str, Any]], other: list[dict[str, Any]])
     return (
         "<h2>Requirement coverage</h2><table border='1' cellpadding='4' style='border-collapse:"
         "collapse'><tr><th>Criterion</th><th>Status</th><th>Scenarios</th><th>Figures</th></tr>"
-        + "".join(rows) + "</table>"
+        + "".join(rows)
+        + "</table>"
     )
 
 
-def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: list[str],
-                                session: pytest.Session) -> None:
+def pytest_html_results_summary(
+    prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
+) -> None:
     state = _state(session.config)
     if state is None:
         return
-    other = [{"name": r.name, "status": r.status, "figures": r.figures}
-             for r in state.results.values() if not r.requirements]
+    other = [
+        {"name": r.name, "status": r.status, "figures": r.figures}
+        for r in state.results.values()
+        if not r.requirements
+    ]
     prefix.append(coverage_html(coverage(state), other))

@@ -34,12 +34,20 @@ def _web_container(image: str) -> dict[str, Any]:
         "imagePullPolicy": "IfNotPresent",
         "command": ["python3", "/probe/probe_server.py"],
         "ports": [{"containerPort": WEB_PORT, "name": "http"}],
-        "readinessProbe": {"httpGet": {"path": "/healthz", "port": WEB_PORT},
-                           "periodSeconds": 1, "failureThreshold": 1},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": WEB_PORT},
-                          "periodSeconds": 5, "failureThreshold": 3},
-        "resources": {"requests": {"cpu": "20m", "memory": "32Mi"},
-                      "limits": {"cpu": "200m", "memory": "128Mi"}},
+        "readinessProbe": {
+            "httpGet": {"path": "/healthz", "port": WEB_PORT},
+            "periodSeconds": 1,
+            "failureThreshold": 1,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": WEB_PORT},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "resources": {
+            "requests": {"cpu": "20m", "memory": "32Mi"},
+            "limits": {"cpu": "200m", "memory": "128Mi"},
+        },
         "volumeMounts": [mount],
     }
 
@@ -74,12 +82,14 @@ def web_deployment(name: str, replicas: int, image: str) -> dict[str, Any]:
                 "metadata": {"labels": labels},
                 "spec": {
                     "terminationGracePeriodSeconds": 5,
-                    "topologySpreadConstraints": [{
-                        "maxSkew": 1,
-                        "topologyKey": "kubernetes.io/hostname",
-                        "whenUnsatisfiable": "DoNotSchedule",
-                        "labelSelector": {"matchLabels": {"app": name}},
-                    }],
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "DoNotSchedule",
+                            "labelSelector": {"matchLabels": {"app": name}},
+                        }
+                    ],
                     "containers": [_web_container(image)],
                     "volumes": [volume],
                 },
@@ -93,17 +103,25 @@ def service(name: str, app: str) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name},
-        "spec": {"selector": {"app": app},
-                 "ports": [{"port": WEB_PORT, "targetPort": WEB_PORT, "name": "http"}]},
+        "spec": {
+            "selector": {"app": app},
+            "ports": [{"port": WEB_PORT, "targetPort": WEB_PORT, "name": "http"}],
+        },
     }
 
 
-def traffic_pod(name: str, url: str, image: str, interval_s: float, duration_s: float,
-                count: int) -> dict[str, Any]:
+def traffic_pod(
+    name: str, url: str, image: str, interval_s: float, duration_s: float, count: int
+) -> dict[str, Any]:
     """A bounded client that GETs ``url`` and logs one JSON line per request."""
     volume, mount = _probe_volume()
-    env = {"URL": url, "INTERVAL": str(interval_s), "DURATION": str(duration_s),
-           "COUNT": str(count), "TIMEOUT": "2"}
+    env = {
+        "URL": url,
+        "INTERVAL": str(interval_s),
+        "DURATION": str(duration_s),
+        "COUNT": str(count),
+        "TIMEOUT": "2",
+    }
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -111,14 +129,16 @@ def traffic_pod(name: str, url: str, image: str, interval_s: float, duration_s: 
         "spec": {
             "restartPolicy": "Never",
             "activeDeadlineSeconds": int(duration_s) + 60,
-            "containers": [{
-                "name": "client",
-                "image": image,
-                "imagePullPolicy": "IfNotPresent",
-                "command": ["python3", "-u", "/probe/http_probe.py"],
-                "env": [{"name": k, "value": v} for k, v in env.items()],
-                "volumeMounts": [mount],
-            }],
+            "containers": [
+                {
+                    "name": "client",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["python3", "-u", "/probe/http_probe.py"],
+                    "env": [{"name": k, "value": v} for k, v in env.items()],
+                    "volumeMounts": [mount],
+                }
+            ],
             "volumes": [volume],
         },
     }
@@ -135,13 +155,15 @@ def chaos_agent(name: str, node: str, image: str) -> dict[str, Any]:
             "hostPID": True,
             "terminationGracePeriodSeconds": 0,
             "tolerations": [{"operator": "Exists"}],
-            "containers": [{
-                "name": "agent",
-                "image": image,
-                "imagePullPolicy": "IfNotPresent",
-                "command": ["sleep", "3600"],
-                "securityContext": {"privileged": True},
-            }],
+            "containers": [
+                {
+                    "name": "agent",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["sleep", "3600"],
+                    "securityContext": {"privileged": True},
+                }
+            ],
         },
     }
 

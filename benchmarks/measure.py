@@ -1,0 +1,107 @@
+"""Measure build, cluster and acceptance times on this machine; write benchmarks/results.json.
+
+    python benchmarks/measure.py            # warm build, cluster up/down, acceptance run
+    python benchmarks/measure.py --cold     # first wipe every build cache (slow: ~20-40 min)
+
+Each figure is a wall-clock time taken around one command; budgets come from
+benchmarks/budgets.toml and are reported next to the figures, not asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def timed(command: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.monotonic()
+    print("+", " ".join(command), flush=True)
+    subprocess.run(command, cwd=ROOT, env={**os.environ, **(env or {})}, check=True, timeout=5400)
+    return round(time.monotonic() - started, 1)
+
+
+def wipe_caches() -> None:
+    """Remove every build output the deployer caches, and the images it built."""
+    cache = Path(os.environ.get("CE_CACHE_DIR", Path.home() / ".cache" / "consciousness-engine"))
+    for folder in ("go-bin", "rootfs", "images"):
+        shutil.rmtree(cache / folder, ignore_errors=True)
+    go_cache = subprocess.run(["go", "env", "GOCACHE"], capture_output=True, text=True, check=True)
+    shutil.rmtree(go_cache.stdout.strip(), ignore_errors=True)
+    images = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    ours = [i for i in images if i.startswith(("ce.local/", "registry.k8s.io/"))]
+    if ours:
+        subprocess.run(["docker", "rmi", "-f", *ours], check=True, capture_output=True)
+
+
+def image_sizes() -> dict[str, int]:
+    lines = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    sizes = {}
+    for line in lines:
+        ref, image_id = line.split()
+        if ref.startswith(("ce.local/", "registry.k8s.io/")) and "rootfs-" not in ref:
+            inspect = subprocess.run(
+                ["docker", "image", "inspect", image_id, "--format", "{{.Size}}"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            sizes[ref] = int(inspect.stdout.strip())
+    return sizes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--cold", action="store_true", help="wipe build caches first")
+    parser.add_argument("--skip-acceptance", action="store_true")
+    args = parser.parse_args()
+    figures: dict[str, Any] = {}
+    deployer = [PYTHON, "-m", "deployer"]
+    if args.cold:
+        wipe_caches()
+        figures["cold_build_s"] = timed([*deployer, "build"])
+    figures["warm_build_s"] = timed([*deployer, "build"])
+    figures["cluster_up_3_nodes_s"] = timed([*deployer, "cluster", "up", "--name", "ce-bench"])
+    figures["cluster_down_s"] = timed([*deployer, "cluster", "down", "--name", "ce-bench"])
+    if not args.skip_acceptance:
+        figures["acceptance_run_s"] = timed(
+            [PYTHON, "-m", "pytest", "steps", "--acceptance-report", "-p", "no:cacheprovider", "-q"]
+        )
+    figures["image_bytes"] = image_sizes()
+    budgets = tomllib.loads((ROOT / "benchmarks" / "budgets.toml").read_text())
+    result = {
+        "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release},
+        "figures": figures,
+        "budgets": budgets,
+    }
+    out = ROOT / "benchmarks" / "results.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
