@@ -1,0 +1,325 @@
+"""engine-api: the platform's HTTP JSON API (sessions, thoughts, inference jobs)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ce_engine import VERSION, auth, db, logs, metrics
+from ce_engine.config import Settings, from_environment
+from ce_engine.validation import JOB, SESSION, THOUGHT, InvalidRequest, parse_json, validate
+
+log = logging.getLogger("engine.api")
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class NotFound(Exception):
+    pass
+
+
+def error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": code, "detail": detail, "request_id": logs.request_id.get()}, status_code=status
+    )
+
+
+def principal(request: Request, role: str) -> auth.Principal:
+    settings: Settings = request.app.state.settings
+    who = auth.authenticate(request.headers.get("authorization"), settings.jwt_key, settings.issuer)
+    who.require(role)
+    return who
+
+
+async def body(request: Request, schema: dict[str, Any]) -> dict[str, Any]:
+    settings: Settings = request.app.state.settings
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
+        raise InvalidRequest(413, "body_too_large", f"body exceeds {settings.max_body_bytes} bytes")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > settings.max_body_bytes:
+            raise InvalidRequest(
+                413, "body_too_large", f"body exceeds {settings.max_body_bytes} bytes"
+            )
+    return validate(
+        parse_json(raw, request.headers.get("content-type"), settings.max_body_bytes), schema
+    )
+
+
+def pool(request: Request) -> AsyncConnectionPool:
+    return request.app.state.pool  # type: ignore[no-any-return]
+
+
+def path_id(request: Request, name: str) -> int:
+    raw = request.path_params[name]
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFound(f"no {name} {raw!r}")
+    return int(raw)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    if request.app.state.draining:
+        return error(503, "draining", "shutting down")
+    try:
+        async with pool(request).connection(timeout=2) as connection:
+            await connection.execute("SELECT 1")
+    except Exception as failure:  # noqa: BLE001 - any database failure means not ready
+        metrics.DB_UP.set(0)
+        return error(503, "database_unavailable", type(failure).__name__)
+    metrics.DB_UP.set(1)
+    return JSONResponse({"status": "ready"})
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    stats = pool(request).get_stats()
+    metrics.DB_POOL_SIZE.set(stats.get("pool_size", 0))
+    metrics.DB_POOL_AVAILABLE.set(stats.get("pool_available", 0))
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def info(request: Request) -> Response:
+    principal(request, "reader")
+    settings: Settings = request.app.state.settings
+    return JSONResponse(
+        {"service": "engine-api", "version": VERSION, "config": settings.redacted()}
+    )
+
+
+async def create_session(request: Request) -> Response:
+    who = principal(request, "writer")
+    document = await body(request, SESSION)
+    async with pool(request).connection() as connection:
+        cursor = await connection.cursor(row_factory=dict_row).execute(
+            "INSERT INTO sessions (title, created_by) VALUES (%s, %s) "
+            "RETURNING id, title, created_by, created_at",
+            (document["title"], who.subject),
+        )
+        row = await cursor.fetchone()
+    return JSONResponse(jsonable(row), status_code=201)
+
+
+async def list_sessions(request: Request) -> Response:
+    principal(request, "reader")
+    async with pool(request).connection() as connection:
+        cursor = await connection.cursor(row_factory=dict_row).execute(
+            "SELECT id, title, created_by, created_at FROM sessions ORDER BY id DESC LIMIT 100"
+        )
+        rows = await cursor.fetchall()
+    return JSONResponse({"sessions": [jsonable(row) for row in rows]})
+
+
+async def get_session(request: Request) -> Response:
+    principal(request, "reader")
+    session_id = path_id(request, "session_id")
+    async with pool(request).connection() as connection:
+        cursor = await connection.cursor(row_factory=dict_row).execute(
+            "SELECT id, title, created_by, created_at FROM sessions WHERE id = %s", (session_id,)
+        )
+        row = await cursor.fetchone()
+    if row is None:
+        raise NotFound(f"no session {session_id}")
+    return JSONResponse(jsonable(row))
+
+
+async def add_thought(request: Request) -> Response:
+    principal(request, "writer")
+    session_id = path_id(request, "session_id")
+    document = await body(request, THOUGHT)
+    async with pool(request).connection() as connection:
+        cursor = await connection.cursor(row_factory=dict_row).execute(
+            "INSERT INTO thoughts (session_id, content) SELECT id, %s FROM sessions WHERE id = %s "
+            "RETURNING id, session_id, content, created_at",
+            (document["content"], session_id),
+        )
+        row = await cursor.fetchone()
+    if row is None:
+        raise NotFound(f"no session {session_id}")
+    return JSONResponse(jsonable(row), status_code=201)
+
+
+async def list_thoughts(request: Request) -> Response:
+    principal(request, "reader")
+    session_id = path_id(request, "session_id")
+    async with pool(request).connection() as connection:
+        cursor = await connection.cursor(row_factory=dict_row).execute(
+            "SELECT id, session_id, content, created_at FROM thoughts WHERE session_id = %s "
+            "ORDER BY id LIMIT 500",
+            (session_id,),
+        )
+        rows = await cursor.fetchall()
+    return JSONResponse({"thoughts": [jsonable(row) for row in rows]})
+
+
+async def submit_job(request: Request) -> Response:
+    principal(request, "writer")
+    document = await body(request, JOB)
+    async with pool(request).connection() as connection:
+        cursor = await connection.cursor(row_factory=dict_row).execute(
+            "INSERT INTO jobs (kind, input, iterations, request_id) VALUES ('reflect', %s, %s, %s) "
+            "RETURNING id, status, created_at",
+            (document["input"], document["iterations"], logs.request_id.get()),
+        )
+        row = await cursor.fetchone()
+    log.info("job queued", extra={"fields": {"job_id": row["id"] if row else None}})
+    return JSONResponse(jsonable(row), status_code=202)
+
+
+async def get_job(request: Request) -> Response:
+    principal(request, "reader")
+    job_id = path_id(request, "job_id")
+    async with pool(request).connection() as connection:
+        cursor = await connection.cursor(row_factory=dict_row).execute(
+            "SELECT id, status, result, created_at, finished_at FROM jobs WHERE id = %s", (job_id,)
+        )
+        row = await cursor.fetchone()
+    if row is None:
+        raise NotFound(f"no job {job_id}")
+    return JSONResponse(jsonable(row))
+
+
+def jsonable(row: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in (row or {}).items()}
+
+
+ROUTES = [
+    Route("/healthz", healthz),
+    Route("/readyz", readyz),
+    Route("/metrics", metrics_endpoint),
+    Route("/info", info),
+    Route("/v1/sessions", create_session, methods=["POST"]),
+    Route("/v1/sessions", list_sessions, methods=["GET"]),
+    Route("/v1/sessions/{session_id}", get_session, methods=["GET"]),
+    Route("/v1/sessions/{session_id}/thoughts", add_thought, methods=["POST"]),
+    Route("/v1/sessions/{session_id}/thoughts", list_thoughts, methods=["GET"]),
+    Route("/v1/jobs", submit_job, methods=["POST"]),
+    Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
+]
+
+
+async def observe(request: Request, call_next: Handler) -> Response:
+    """Request ID, metrics, access log and the error contract around every request."""
+    incoming = request.headers.get("x-request-id", "")
+    rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+    token = logs.request_id.set(rid)
+    route = next((r.path for r in ROUTES if r.matches(request.scope)[0].value == 2), "unmatched")
+    started = time.perf_counter()
+    metrics.IN_FLIGHT.inc()
+    try:
+        try:
+            response = await call_next(request)
+        except auth.AuthError as failure:
+            response = error(401, "unauthorized", str(failure))
+            response.headers["WWW-Authenticate"] = "Bearer"
+        except auth.ForbiddenError as failure:
+            response = error(403, "forbidden", str(failure))
+        except InvalidRequest as failure:
+            response = error(failure.status, failure.code, failure.detail)
+        except NotFound as failure:
+            response = error(404, "not_found", str(failure))
+        except Exception:
+            log.exception("unhandled error")
+            response = error(
+                500, "internal_error", "unexpected error; see logs with the request ID"
+            )
+        response.headers["X-Request-ID"] = rid
+        elapsed = time.perf_counter() - started
+        metrics.REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        metrics.LATENCY.labels(route, request.method).observe(elapsed)
+        if response.status_code >= 500:
+            metrics.ERRORS.labels(route, request.method).inc()
+        if route not in ("/healthz", "/readyz", "/metrics"):
+            log.info(
+                "request",
+                extra={
+                    "fields": {
+                        "method": request.method,
+                        "route": route,
+                        "status": response.status_code,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    }
+                },
+            )
+        return response
+    finally:
+        metrics.IN_FLIGHT.dec()
+        logs.request_id.reset(token)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or from_environment()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await app.state.pool.open(wait=False)
+        for attempt in range(30):
+            try:
+                await db.apply_schema(app.state.pool)
+                break
+            except Exception as failure:  # noqa: BLE001 - the database may still be starting
+                log.warning("schema not applied yet (attempt %d): %s", attempt + 1, failure)
+                await asyncio.sleep(2)
+        metrics.set_build_info(settings.revision, settings.environment)
+        log.info("engine-api started", extra={"fields": {"config": settings.redacted()}})
+        yield
+        app.state.draining = True
+        log.info("engine-api draining")
+        await app.state.pool.close()
+
+    async def http_error(request: Request, failure: Exception) -> Response:
+        status = getattr(failure, "status_code", 500)
+        return error(
+            status,
+            "not_found" if status == 404 else "method_not_allowed",
+            str(getattr(failure, "detail", "")),
+        )
+
+    app = Starlette(
+        routes=ROUTES,
+        lifespan=lifespan,
+        exception_handlers={404: http_error, 405: http_error},
+        middleware=[Middleware(BaseHTTPMiddleware, dispatch=observe)],
+    )
+    app.state.settings = settings
+    app.state.pool = db.make_pool(settings)
+    app.state.draining = False
+    return app
+
+
+def main() -> None:
+    import uvicorn
+
+    settings = from_environment()
+    logs.configure("engine-api", settings.environment, settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host="0.0.0.0",
+        port=8080,
+        log_config=None,
+        timeout_graceful_shutdown=20,
+        server_header=False,
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""engine-worker: takes queued jobs from Postgres (FOR UPDATE SKIP LOCKED) and does CPU work."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+
+import psycopg
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ce_engine import logs, metrics
+from ce_engine.config import Settings, from_environment
+
+log = logging.getLogger("engine.worker")
+
+CLAIM = """
+UPDATE jobs SET status = 'running'
+WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY id
+            FOR UPDATE SKIP LOCKED LIMIT 1)
+RETURNING id, input, iterations, request_id
+"""
+
+
+def reflect(text: str, iterations: int) -> str:
+    """The CPU-bound "inference": iterated SHA-256 (deterministic, so results are checkable)."""
+    digest = text.encode()
+    for _ in range(iterations):
+        digest = hashlib.sha256(digest).digest()
+    return digest.hex()
+
+
+class Worker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop = threading.Event()
+        self.healthy = True
+        self.database_ok = False
+
+    def run_once(self, connection: psycopg.Connection) -> bool:
+        """Process one job if there is one; return whether one was processed."""
+        with connection.transaction():
+            row = connection.execute(CLAIM).fetchone()
+        if row is None:
+            queued = connection.execute(
+                "SELECT count(*) FROM jobs WHERE status = 'queued'"
+            ).fetchone()
+            metrics.QUEUE_DEPTH.set(queued[0] if queued else 0)
+            return False
+        job_id, text, iterations, request_id = row
+        token = logs.request_id.set(request_id)
+        started = time.perf_counter()
+        try:
+            result = reflect(text, iterations)
+            connection.execute(
+                "UPDATE jobs SET status = 'done', result = %s, finished_at = now() WHERE id = %s",
+                (result, job_id),
+            )
+            connection.commit()
+            metrics.JOBS.labels("done").inc()
+            log.info("job done", extra={"fields": {"job_id": job_id, "iterations": iterations}})
+        except Exception:
+            connection.rollback()
+            connection.execute(
+                "UPDATE jobs SET status = 'failed', finished_at = now() WHERE id = %s", (job_id,)
+            )
+            connection.commit()
+            metrics.JOBS.labels("failed").inc()
+            log.exception("job failed", extra={"fields": {"job_id": job_id}})
+        finally:
+            metrics.JOB_DURATION.observe(time.perf_counter() - started)
+            logs.request_id.reset(token)
+        return True
+
+    def loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(
+                    self.settings.database_url, connect_timeout=3, application_name="engine-worker"
+                ) as connection:
+                    self.database_ok = True
+                    while not self.stop.is_set():
+                        if not self.run_once(connection):
+                            self.stop.wait(0.5)
+            except psycopg.OperationalError as failure:
+                self.database_ok = False
+                log.warning("database unavailable: %s", failure)
+                self.stop.wait(2)
+
+
+def serve_probes(worker: Worker, port: int = 9090) -> ThreadingHTTPServer:
+    class Probes(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+            if self.path == "/metrics":
+                status, body, kind = 200, generate_latest(), CONTENT_TYPE_LATEST
+            elif self.path == "/healthz":
+                status, body, kind = (200 if worker.healthy else 500), b"ok", "text/plain"
+            elif self.path == "/readyz":
+                ready = worker.database_ok and not worker.stop.is_set()
+                status, body, kind = (
+                    (200 if ready else 503),
+                    b"ready" if ready else b"not ready",
+                    "text/plain",
+                )
+            else:
+                status, body, kind = 404, b"not found", "text/plain"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            return
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Probes)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def main() -> None:
+    settings = from_environment()
+    logs.configure("engine-worker", settings.environment, settings.log_level)
+    metrics.set_build_info(settings.revision, settings.environment)
+    worker = Worker(settings)
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        log.info("worker draining: finishing the current job")
+        worker.stop.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    server = serve_probes(worker)
+    log.info("engine-worker started")
+    worker.loop()
+    server.shutdown()
+    log.info("engine-worker stopped")
+
+
+if __name__ == "__main__":
+    main()

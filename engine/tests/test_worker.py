@@ -1,0 +1,37 @@
+"""engine-worker against a real Postgres: claims each job once and writes the result."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+from ce_engine import db
+from ce_engine.config import Settings
+from ce_engine.worker import Worker, reflect
+
+
+def test_reflect_is_deterministic() -> None:
+    assert reflect("a", 3) == reflect("a", 3) != reflect("a", 4)
+
+
+def test_worker_processes_a_queued_job(database_url: str) -> None:
+    settings = Settings(environment="test", database_url=database_url, jwt_key="k" * 40)
+    async def prepare() -> None:
+        pool = db.make_pool(settings)
+        await pool.open()
+        await db.apply_schema(pool)
+        await pool.close()
+
+    asyncio.run(prepare())
+    with psycopg.connect(database_url) as connection:
+        connection.execute(
+            "INSERT INTO jobs (kind, input, iterations, request_id) "
+            "VALUES ('reflect', 'x', 5, 'r1'), ('reflect', 'y', 5, 'r2')"
+        )
+        connection.commit()
+        worker = Worker(settings)
+        assert worker.run_once(connection)
+        assert worker.run_once(connection)
+        assert not worker.run_once(connection)
+        rows = connection.execute("SELECT input, status, result FROM jobs ORDER BY id").fetchall()
+    assert rows == [("x", "done", reflect("x", 5)), ("y", "done", reflect("y", 5))]
