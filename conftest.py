@@ -14,7 +14,10 @@ import pytest
 # Steps and their helpers assert; let pytest rewrite them before conftest imports them.
 pytest.register_assert_rewrite("steps")
 
+from deployer.actions import cluster as cluster_actions
+from deployer.actions.deploy import Target
 from deployer.settings import Paths, default_paths
+from steps.support.environments import Environments
 from steps.support.kube import Kube
 from steps.support.provider import ClusterProvider, existing_provider, kind_provider
 from steps.support.report import record_session_fact
@@ -27,6 +30,8 @@ pytest_plugins = [
     "steps.common.storage_steps",
     "steps.common.metrics_steps",
     "steps.common.resilience_steps",
+    "steps.common.environment_steps",
+    "steps.common.image_steps",
 ]
 
 log = logging.getLogger(__name__)
@@ -116,3 +121,19 @@ def kube(cluster_provider: ClusterProvider) -> Kube:
 def toolbox_image(request: pytest.FixtureRequest) -> str:
     image: str = request.config.option.toolbox_image
     return image
+
+
+@pytest.fixture(scope="session")
+def environments(
+    cluster_provider: ClusterProvider, kube: Kube, paths: Paths, toolbox_image: str
+) -> Iterator[Environments]:
+    """The engine's environments, each deployed the first time a scenario needs it."""
+    if cluster_provider.kind_name is None:
+        pytest.skip("not applicable: deploying the engine needs a kind cluster built by this suite")
+    handle = cluster_actions.existing(paths, cluster_provider.kind_name)
+    target = Target(handle.kubeconfig, handle.kubectl, handle.kind, handle.name)
+    deployed = Environments(paths, kube, target, toolbox_image)
+    try:
+        yield deployed
+    finally:
+        deployed.cleanup()

@@ -58,6 +58,12 @@ TOOLBOX_ROOTFS = RootfsSpec(
 
 TOOLBOX_IMAGE = "ce.local/toolbox:bookworm"
 
+# The engine's Python runtime comes from Debian's python3; only the interpreter,
+# the standard library and shared libraries are copied into the final image.
+ENGINE_RUNTIME_ROOTFS = RootfsSpec(name="python", packages=("python3", "ca-certificates"))
+
+POSTGRES_ROOTFS = RootfsSpec(name="postgres", packages=("postgresql-15", "ca-certificates"))
+
 
 def kubernetes_ldflags(version: str) -> str:
     """The version stamps kubeadm and the kubelet report (normally set by make)."""

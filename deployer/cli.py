@@ -12,9 +12,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.logging import RichHandler
 
-from deployer.actions import cluster
+from deployer.actions import cluster, deploy
 from deployer.actions.build import build_all
 from deployer.actions.engine import ensure_engine
+from deployer.actions.engine_images import build_engine_images
 from deployer.errors import DeployerError
 from deployer.settings import Paths, default_paths
 
@@ -44,6 +45,11 @@ def parser() -> argparse.ArgumentParser:
 
     commands.add_parser("engine", help="start or check the Docker engine (privileged-capable)")
     commands.add_parser("build", help="build kind, Kubernetes and every image (cached)")
+    commands.add_parser("images", help="build the engine's images (engine-api, -worker, Postgres)")
+
+    deploy_cmd = commands.add_parser("deploy", help="deploy the engine to one environment")
+    deploy_cmd.add_argument("--env", required=True, help="dev, staging or production")
+    deploy_cmd.add_argument("--cluster", default="ce", help="kind cluster made by `cluster up`")
 
     cluster_cmd = commands.add_parser("cluster", help="ephemeral kind cluster lifecycle")
     verbs = cluster_cmd.add_subparsers(dest="verb", required=True)
@@ -82,6 +88,15 @@ def dispatch(args: argparse.Namespace, paths: Paths) -> int:
         print(report.node_image)
         for stage, seconds in report.stages.items():
             log.info("   %-20s %6.1fs", stage, seconds)
+    elif args.command == "images":
+        images = build_engine_images(paths, ensure_engine(paths))
+        for ref in (images.api, images.worker, images.postgres):
+            print(f"{ref} {images.image_bytes[ref] / 1e6:.1f} MB")
+    elif args.command == "deploy":
+        deploy.check_environment(args.env)
+        handle = cluster.existing(paths, args.cluster)
+        target = deploy.Target(handle.kubeconfig, handle.kubectl, handle.kind, handle.name)
+        deploy.deploy(paths, args.env, target)
     elif args.command == "cluster":
         if args.verb == "up":
             request = cluster.ClusterRequest(

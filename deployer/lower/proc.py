@@ -7,7 +7,6 @@ import os
 import subprocess
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -38,7 +37,7 @@ def run(
     full_env = {**os.environ, **(env or {})}
     log.debug("run: %s (cwd=%s, timeout=%ss)", " ".join(argv), cwd, timeout)
     started = time.monotonic()
-    lines: deque[str] = deque(maxlen=400)
+    lines: list[str] = []
     with subprocess.Popen(  # noqa: S603 - argv list, no shell
         argv,
         cwd=cwd,
@@ -65,7 +64,7 @@ def run(
     return output
 
 
-def _pump(process: subprocess.Popen[str], lines: deque[str], label: str) -> None:
+def _pump(process: subprocess.Popen[str], lines: list[str], label: str) -> None:
     assert process.stdout is not None
     for line in process.stdout:
         stripped = line.rstrip("\n")
@@ -77,7 +76,7 @@ def _wait(
     process: subprocess.Popen[str],
     argv: list[str],
     label: str,
-    lines: deque[str],
+    lines: list[str],
     started: float,
     timeout: float,
 ) -> None:

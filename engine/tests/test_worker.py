@@ -16,6 +16,7 @@ def test_reflect_is_deterministic() -> None:
 
 def test_worker_processes_a_queued_job(database_url: str) -> None:
     settings = Settings(environment="test", database_url=database_url, jwt_key="k" * 40)
+
     async def prepare() -> None:
         pool = db.make_pool(settings)
         await pool.open()

@@ -1,13 +1,13 @@
 Feature: R5 - Isolated dev, staging and production (product owner)
   Develop, test and run production in isolation.
 
-  @R5.1 @environments @security @not_implemented
+  @R5.1 @environments @security
   Scenario: Development is isolated from production
     Given the "dev" and "production" environments are deployed
     Then a pod in dev cannot connect to production's API or database
     And dev's service account cannot read production's secrets
 
-  @R5.2 @environments @not_implemented
+  @R5.2 @environments
   Scenario: Staging is identical to production
     Given the "staging" and "production" environments are deployed
     Then staging and production differ only in the allowed fields, rendered and live
@@ -18,12 +18,12 @@ Feature: R5 - Isolated dev, staging and production (product owner)
     When the same bounded load is sent to each from inside the cluster
     Then production serves more requests per second with a lower p99 latency than dev
 
-  @R5.4 @environments @not_implemented
+  @R5.4 @environments
   Scenario: Configuration follows the environment automatically
     Given the "dev" and "production" environments are deployed
     Then each running engine-api reports its own environment's configuration
 
-  @R5.5 @environments @security @not_implemented
+  @R5.5 @environments @security
   Scenario: Each environment has its own data
     Given the "staging" and "production" environments are deployed
     When a session is written in staging

@@ -1,9 +1,11 @@
 Feature: R1 - Containerised, orchestrated infrastructure (CTO)
   Scalability, resilience and easy deployment of the Consciousness Engine.
 
-  @R1.1 @performance @not_implemented
+  @R1.1 @performance
   Scenario: The deployed services run in optimised containers
-    Given the "dev" environment is deployed
+    Given a running cluster
+    And a fresh namespace
+    And the "dev" environment is deployed
     Then every engine container runs as a non-root user with a read-only root file system
     And no engine image contains a shell or a package manager
     And every engine container declares CPU and memory requests and limits

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from kubernetes.client.rest import ApiException
 from pytest_bdd import then, when
 
 from deployer.lower.waiting import wait_until
@@ -49,6 +50,19 @@ def restart_count(kube: Kube, namespace: str, pod: str, container: str) -> int:
     return 0
 
 
+def node_agent(kube: Kube, namespace: str, node: str, image: str) -> str:
+    """A privileged pod in ``node``'s PID namespace (created once per namespace and node)."""
+    agent = f"node-agent-{node}"[:63]
+    try:
+        kube.core.read_namespaced_pod(agent, namespace)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        kube.create(namespace, workloads.chaos_agent(agent, node, image))
+    kube.wait_pods_ready(namespace, [agent], timeout=120)
+    return agent
+
+
 def kill_container_processes(
     kube: Kube, namespace: str, pod: str, container: str, image: str
 ) -> tuple[int, ...]:
@@ -62,12 +76,7 @@ def kill_container_processes(
     container_id = next(
         s.container_id for s in target.status.container_statuses if s.name == container
     ).split("://", 1)[1]
-    agent = f"chaos-{target.spec.node_name}"[:63]
-    try:
-        kube.core.read_namespaced_pod(agent, namespace)
-    except Exception:  # noqa: BLE001 - absent: create it
-        kube.create(namespace, workloads.chaos_agent(agent, target.spec.node_name, image))
-    kube.wait_pods_ready(namespace, [agent], timeout=120)
+    agent = node_agent(kube, namespace, target.spec.node_name, image)
     script = (
         f'for p in /proc/[0-9]*; do if grep -qs "{container_id}" "$p/cgroup"; then '
         'kill -9 "${p#/proc/}" && echo "${p#/proc/}"; fi; done'

@@ -1,0 +1,162 @@
+"""Deploy the engine to one environment: build its images, render its overlay, apply, wait.
+
+The environment name picks everything: namespace, replicas, resources,
+configuration, database and keys. Keys and passwords are generated once per
+environment into the Secret `engine-secrets` and never leave the cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from deployer.actions.engine import ensure_engine
+from deployer.actions.engine_images import EngineImages, build_engine_images
+from deployer.errors import ConfigError
+from deployer.lower import proc
+from deployer.lower.kind import Kind
+from deployer.lower.kube import api_client
+from deployer.settings import Paths
+
+log = logging.getLogger(__name__)
+
+ENVIRONMENTS = ("dev", "staging", "production")
+ROLLOUT_TIMEOUT = 300
+SECRET_NAME = "engine-secrets"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to deploy: a kubeconfig, and the kind cluster to load images into (if any)."""
+
+    kubeconfig: Path
+    kubectl: Path
+    kind: Kind | None = None
+    kind_cluster: str | None = None
+
+
+def namespace_for(environment: str) -> str:
+    return f"ce-{environment}"
+
+
+def check_environment(environment: str) -> None:
+    if environment not in ENVIRONMENTS:
+        raise ConfigError(
+            f"unknown environment {environment!r}; choose one of {', '.join(ENVIRONMENTS)}"
+        )
+
+
+def render(
+    paths: Paths, kubectl: Path, environment: str, images: EngineImages
+) -> list[dict[str, Any]]:
+    """The environment's objects, from its kustomize overlay, with our image tags."""
+    check_environment(environment)
+    overlay = paths.repo / "infra" / "environments" / "overlays" / environment
+    output = proc.run([kubectl, "kustomize", overlay], timeout=60, describe="kubectl kustomize")
+    documents = [doc for doc in yaml.safe_load_all(output) if doc]
+    by_name = {
+        "ce.local/engine-api": images.api,
+        "ce.local/engine-worker": images.worker,
+        "ce.local/engine-postgres": images.postgres,
+    }
+    for document in documents:
+        pod = document.get("spec", {}).get("template", {}).get("spec", {})
+        for container in pod.get("containers", []):
+            if container["image"] in by_name:
+                container["image"] = by_name[container["image"]]
+    return documents
+
+
+def ensure_secret(api: client.ApiClient, environment: str) -> None:
+    """Create the environment's keys and passwords once; later deploys keep them."""
+    core = client.CoreV1Api(api)
+    namespace = namespace_for(environment)
+    try:
+        core.read_namespaced_secret(SECRET_NAME, namespace)
+        return
+    except ApiException as error:
+        if error.status != 404:
+            raise
+    password = secrets.token_urlsafe(24)
+    data = {
+        "jwt-key": secrets.token_urlsafe(48),
+        "postgres-password": password,
+        "database-url": f"postgresql://engine:{password}@engine-postgres:5432/engine_{environment}",
+    }
+    body = client.V1Secret(
+        metadata=client.V1ObjectMeta(
+            name=SECRET_NAME, labels={"app.kubernetes.io/part-of": "consciousness-engine"}
+        ),
+        string_data=data,
+        type="Opaque",
+    )
+    core.create_namespaced_secret(namespace, body)
+    log.info("   created %s/%s (generated keys)", namespace, SECRET_NAME)
+
+
+def apply(target: Target, documents: list[dict[str, Any]]) -> None:
+    proc.run(
+        [
+            target.kubectl,
+            "--kubeconfig",
+            target.kubeconfig,
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager",
+            "ce-deployer",
+            "-f",
+            "-",
+        ],
+        input_text=yaml.safe_dump_all(documents),
+        timeout=180,
+        describe="kubectl apply",
+    )
+
+
+def wait_for_rollout(target: Target, namespace: str) -> None:
+    for workload in (
+        "statefulset/engine-postgres",
+        "deployment/engine-api",
+        "deployment/engine-worker",
+    ):
+        proc.run(
+            [
+                target.kubectl,
+                "--kubeconfig",
+                target.kubeconfig,
+                "-n",
+                namespace,
+                "rollout",
+                "status",
+                workload,
+                f"--timeout={ROLLOUT_TIMEOUT}s",
+            ],
+            timeout=ROLLOUT_TIMEOUT + 30,
+            describe=f"rollout {workload}",
+        )
+
+
+def deploy(paths: Paths, environment: str, target: Target) -> EngineImages:
+    """Build (cached), load the images into kind, apply the overlay and wait for the rollout."""
+    check_environment(environment)
+    log.info("==> Deploying %s", environment)
+    images = build_engine_images(paths, ensure_engine(paths))
+    if target.kind is not None and target.kind_cluster is not None:
+        for image in (images.api, images.worker, images.postgres):
+            target.kind.load_image(target.kind_cluster, image)
+    documents = render(paths, target.kubectl, environment, images)
+    namespaces = [doc for doc in documents if doc["kind"] == "Namespace"]
+    apply(target, namespaces)
+    ensure_secret(api_client(target.kubeconfig), environment)
+    apply(target, [doc for doc in documents if doc["kind"] != "Namespace"])
+    wait_for_rollout(target, namespace_for(environment))
+    log.info("==> %s deployed (%s)", environment, images.api)
+    return images

@@ -1,0 +1,247 @@
+"""Steps about the engine's environments: deployment, isolation, configuration, data."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from pytest_bdd import given, parsers, then, when
+
+from deployer.actions.deploy import render
+from deployer.lower import proc
+from steps.support.differences import differences, load_allowed
+from steps.support.environments import Environment, Environments, http
+from steps.support.kube import Kube
+from steps.support.report import RecordFigure
+
+
+@given(parsers.parse('the "{name}" environment is deployed'), target_fixture="environment")
+def _(environments: Environments, name: str) -> Environment:
+    return environments.ensure(name)
+
+
+@given(
+    parsers.parse('the "{first}" and "{second}" environments are deployed'),
+    target_fixture="environment_pair",
+)
+def _(environments: Environments, first: str, second: str) -> tuple[Environment, Environment]:
+    return environments.ensure(first), environments.ensure(second)
+
+
+def reach(kube: Kube, source: Environment, url: str, token: str | None = None) -> int:
+    """HTTP status of a GET from ``source``'s client pod (0: no connection)."""
+    return http(
+        kube, source.client_namespace, source.client_pod, "GET", url, token, timeout_s=4
+    ).status
+
+
+@then("a pod in dev cannot connect to production's API or database")
+def _(kube: Kube, environment_pair: tuple[Environment, Environment]) -> None:
+    dev, production = environment_pair
+    # Control: the same client reaches its own environment, so a refusal below is the policy.
+    assert reach(kube, dev, f"{dev.api_url}/healthz") == 200, "dev's client cannot reach dev's API"
+    assert reach(kube, dev, f"{production.api_url}/healthz") == 0, "dev reached production's API"
+    database = f"engine-postgres.{production.namespace}.svc.cluster.local"
+    code, output = kube.exec(
+        dev.client_namespace, dev.client_pod, ["nc", "-z", "-w", "3", database, "5432"], timeout=15
+    )
+    assert code != 0, f"dev opened a TCP connection to production's Postgres: {output}"
+
+
+@then("dev's service account cannot read production's secrets")
+def _(kube: Kube, environment_pair: tuple[Environment, Environment]) -> None:
+    dev, production = environment_pair
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
+    )
+    token = kube.core.create_namespaced_service_account_token("engine-api", dev.namespace, request)
+    configuration = client.Configuration()
+    configuration.host = kube.api.configuration.host
+    configuration.ssl_ca_cert = kube.api.configuration.ssl_ca_cert
+    configuration.api_key = {"authorization": f"Bearer {token.status.token}"}
+    as_dev = client.CoreV1Api(client.ApiClient(configuration))
+    for namespace in (production.namespace, dev.namespace):
+        try:
+            as_dev.read_namespaced_secret("engine-secrets", namespace)
+        except ApiException as error:
+            assert error.status == 403, (
+                f"expected 403 reading {namespace}'s secret, got {error.status}"
+            )
+        else:
+            raise AssertionError(f"dev's service account read the Secret in {namespace}")
+
+
+@then("each running engine-api reports its own environment's configuration")
+def _(
+    kube: Kube, environment_pair: tuple[Environment, Environment], record_figure: RecordFigure
+) -> None:
+    for environment in environment_pair:
+        result = http(
+            kube,
+            environment.client_namespace,
+            environment.client_pod,
+            "GET",
+            f"{environment.api_url}/info",
+            environment.token("reader"),
+        )
+        assert result.status == 200, (
+            f"{environment.name} /info answered {result.status} {result.body}"
+        )
+        config = result.body["config"]
+        assert config["environment"] == environment.name
+        assert config["issuer"] == f"consciousness-engine/{environment.name}"
+        assert config["public_hostname"] == f"{environment.name}.engine.local"
+        assert config["jwt_key"] == "<redacted>" and config["database_url"] == "<redacted>"
+        record_figure(f"{environment.name}_log_level", config["log_level"])
+        record_figure(f"{environment.name}_db_pool_max", config["db_pool_max"])
+    first, second = environment_pair
+    secrets_ = [
+        kube.core.read_namespaced_secret("engine-secrets", e.namespace).data
+        for e in environment_pair
+    ]
+    assert base64.b64decode(secrets_[0]["jwt-key"]) != base64.b64decode(secrets_[1]["jwt-key"]), (
+        f"{first.name} and {second.name} share a signing key"
+    )
+
+
+@when("a session is written in staging", target_fixture="written_title")
+def _(kube: Kube, environment_pair: tuple[Environment, Environment]) -> str:
+    staging, _ = environment_pair
+    title = f"staging-only-{uuid.uuid4().hex[:8]}"
+    result = http(
+        kube,
+        staging.client_namespace,
+        staging.client_pod,
+        "POST",
+        f"{staging.api_url}/v1/sessions",
+        staging.token("writer"),
+        {"title": title},
+    )
+    assert result.status == 201, f"staging refused the write: {result.status} {result.body}"
+    listed = http(
+        kube,
+        staging.client_namespace,
+        staging.client_pod,
+        "GET",
+        f"{staging.api_url}/v1/sessions",
+        staging.token("reader"),
+    )
+    assert title in [s["title"] for s in listed.body["sessions"]], "staging lost its own write"
+    return title
+
+
+@then("it is not visible in production")
+def _(kube: Kube, environment_pair: tuple[Environment, Environment], written_title: str) -> None:
+    staging, production = environment_pair
+    listed = http(
+        kube,
+        production.client_namespace,
+        production.client_pod,
+        "GET",
+        f"{production.api_url}/v1/sessions",
+        production.token("reader"),
+    )
+    assert listed.status == 200, f"production answered {listed.status}"
+    assert written_title not in [s["title"] for s in listed.body["sessions"]]
+    # Staging's credentials are worthless in production: another key and issuer.
+    crossed = http(
+        kube,
+        production.client_namespace,
+        production.client_pod,
+        "GET",
+        f"{production.api_url}/v1/sessions",
+        staging.token("reader"),
+    )
+    assert crossed.status == 401, f"production accepted a staging token ({crossed.status})"
+
+
+LIVE_KINDS = {
+    "Deployment": "spec",
+    "StatefulSet": "spec",
+    "NetworkPolicy": "spec",
+    "HorizontalPodAutoscaler": "spec",
+    "PodDisruptionBudget": "spec",
+    "Role": "rules",
+    "ConfigMap": "data",
+    "Service": "spec.ports",
+}
+
+
+def live_objects(
+    kubectl: Any, namespace: str, documents: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The live counterparts of ``documents``, reduced to the fields we own (no status, no IDs)."""
+    reduced = []
+    for document in documents:
+        kind = document["kind"]
+        if kind not in LIVE_KINDS:
+            continue
+        live = kubectl(namespace, kind, document["metadata"]["name"])
+        value: Any = live
+        for part in LIVE_KINDS[kind].split("."):
+            value = value.get(part, {})
+        reduced.append(
+            {
+                "kind": kind,
+                "metadata": {"name": document["metadata"]["name"]},
+                LIVE_KINDS[kind]: value,
+            }
+        )
+    return reduced
+
+
+@then("staging and production differ only in the allowed fields, rendered and live")
+def _(
+    environment_pair: tuple[Environment, Environment],
+    environments: Environments,
+    record_figure: RecordFigure,
+) -> None:
+    staging, production = environment_pair
+    target = environments.target
+    allowed = load_allowed(
+        environments.paths.repo / "infra" / "environments" / "allowed-differences.yaml"
+    )
+    rendered = [
+        render(environments.paths, target.kubectl, env.name, env.images) for env in environment_pair
+    ]
+    unexpected = differences(rendered[0], rendered[1], allowed)
+    assert not unexpected, (
+        "rendered staging and production differ beyond the allowed fields:\n"
+        + "\n".join(unexpected)
+    )
+
+    def kubectl_get(namespace: str, kind: str, name: str) -> dict[str, Any]:
+        output = proc.run(
+            [
+                target.kubectl,
+                "--kubeconfig",
+                target.kubeconfig,
+                "-n",
+                namespace,
+                "get",
+                kind,
+                name,
+                "-o",
+                "json",
+            ],
+            timeout=60,
+            describe="kubectl get",
+        )
+        document: dict[str, Any] = json.loads(output)
+        return document
+
+    live = [
+        live_objects(kubectl_get, env.namespace, docs)
+        for env, docs in zip(environment_pair, rendered, strict=True)
+    ]
+    unexpected_live = differences(live[0], live[1], allowed)
+    assert not unexpected_live, (
+        "live staging and production differ beyond the allowed fields:\n"
+        + "\n".join(unexpected_live)
+    )
+    record_figure("objects_compared", len(live[0]))
+    record_figure("allowed_difference_patterns", len(allowed))

@@ -1,0 +1,160 @@
+"""Steps about the engine's images as deployed (R1.1): users, file systems, contents, size."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import testinfra
+from pytest_bdd import then
+
+from steps.common.resilience_steps import node_agent
+from steps.support.environments import Environment
+from steps.support.kube import Kube
+from steps.support.report import RecordFigure
+
+FORBIDDEN = (
+    "bin/sh",
+    "bin/bash",
+    "bin/dash",
+    "usr/bin/apt",
+    "usr/bin/apt-get",
+    "usr/bin/dpkg",
+    "usr/bin/pip",
+    "usr/bin/pip3",
+    "usr/lib/python3/dist-packages/pip",
+    "usr/bin/gcc",
+)
+ENGINE_API_BUDGET_BYTES = 100_000_000
+SBOM_PATH = "usr/share/sbom/engine.cdx.json"
+
+
+def engine_pods(kube: Kube, environment: Environment) -> list[Any]:
+    pods = kube.core.list_namespaced_pod(
+        environment.namespace, label_selector="app.kubernetes.io/part-of=consciousness-engine"
+    )
+    return [p for p in pods.items if p.status.phase == "Running"]
+
+
+def exported_filesystem(image: str, into: Path) -> Path:
+    """The image's root file system, unpacked for testinfra's file module."""
+    container = subprocess.run(
+        ["docker", "create", image], check=True, capture_output=True, text=True, timeout=60
+    ).stdout.strip()
+    try:
+        archive = into / "fs.tar"
+        subprocess.run(["docker", "export", "-o", str(archive), container], check=True, timeout=300)
+        root = into / "root"
+        root.mkdir()
+        with tarfile.open(archive) as tar:
+            tar.extractall(root, filter="fully_trusted")
+        archive.unlink()
+        return root
+    finally:
+        subprocess.run(
+            ["docker", "rm", "-f", container], check=True, capture_output=True, timeout=60
+        )
+
+
+@pytest.fixture(scope="session")
+def engine_filesystems(environments: Any) -> Iterator[dict[str, Path]]:
+    """Unpacked file systems of the engine images, keyed by image ref."""
+    with tempfile.TemporaryDirectory(prefix="ce-images-") as scratch:
+        cache: dict[str, Path] = {}
+
+        class Lazy(dict[str, Path]):
+            def __missing__(self, image: str) -> Path:
+                folder = Path(scratch) / str(len(cache))
+                folder.mkdir()
+                cache[image] = exported_filesystem(image, folder)
+                return cache[image]
+
+        yield Lazy()
+
+
+@then("every engine container runs as a non-root user with a read-only root file system")
+def _(kube: Kube, environment: Environment, namespace: str, toolbox_image: str) -> None:
+    """Observed on the node: the container's first process's UID and its root mount's flags."""
+    checked = 0
+    for pod in engine_pods(kube, environment):
+        for status in pod.status.container_statuses or []:
+            container_id = status.container_id.split("://", 1)[1]
+            agent = node_agent(kube, namespace, pod.spec.node_name, toolbox_image)
+            script = (
+                f'for p in /proc/[0-9]*; do grep -qs "{container_id}" "$p/cgroup" || continue; '
+                'uid=$(awk "/^Uid:/{print \\$2}" "$p/status"); '
+                'root=$(awk \'$5 == "/" {print $6}\' "$p/mountinfo" | tail -n 1); '
+                'echo "$uid $root"; break; done'
+            )
+            code, output = kube.exec(namespace, agent, ["sh", "-c", script])
+            assert code == 0 and output.strip(), (
+                f"no process found for {pod.metadata.name}/{status.name}"
+            )
+            uid, options = output.split()
+            assert uid != "0", f"{pod.metadata.name}/{status.name} runs as root"
+            assert options.split(",")[0] == "ro", (
+                f"{pod.metadata.name}/{status.name} root file system is mounted {options}"
+            )
+            checked += 1
+    assert checked >= 3, f"expected api, worker and postgres containers, checked {checked}"
+
+
+@then("no engine image contains a shell or a package manager")
+def _(kube: Kube, environment: Environment, engine_filesystems: dict[str, Path]) -> None:
+    host = testinfra.get_host("local://")
+    for image in (environment.images.api, environment.images.worker):
+        root = engine_filesystems[image]
+        present = [path for path in FORBIDDEN if host.file(str(root / path)).exists]
+        assert not present, f"{image} contains {present}"
+        assert host.file(str(root / "usr/bin/python3.11")).exists, f"{image} has no interpreter"
+
+
+@then("every engine container declares CPU and memory requests and limits")
+def _(kube: Kube, environment: Environment) -> None:
+    for pod in engine_pods(kube, environment):
+        for container in pod.spec.containers:
+            resources = container.resources
+            for kind in ("requests", "limits"):
+                values = getattr(resources, kind) or {}
+                assert {"cpu", "memory"} <= set(values), (
+                    f"{pod.metadata.name}/{container.name} lacks {kind}: {values}"
+                )
+
+
+@then("the engine-api image is at most 100 MB")
+def _(kube: Kube, environment: Environment, record_figure: RecordFigure) -> None:
+    running = {c.image for pod in engine_pods(kube, environment) for c in pod.spec.containers}
+    assert environment.images.api in running, (
+        f"{environment.images.api} is not what runs: {running}"
+    )
+    size = int(
+        subprocess.run(
+            ["docker", "image", "inspect", "-f", "{{.Size}}", environment.images.api],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    )
+    record_figure("engine_api_image_bytes", size)
+    for ref, value in environment.images.image_bytes.items():
+        record_figure(f"image_bytes[{ref.split('/')[-1]}]", value)
+    assert size <= ENGINE_API_BUDGET_BYTES, f"engine-api image is {size / 1e6:.1f} MB"
+
+
+@then("every engine image carries an SBOM")
+def _(
+    environment: Environment, engine_filesystems: dict[str, Path], record_figure: RecordFigure
+) -> None:
+    for image in (environment.images.api, environment.images.worker):
+        document = json.loads((engine_filesystems[image] / SBOM_PATH).read_text())
+        assert document["bomFormat"] == "CycloneDX"
+        names = {component["name"].lower() for component in document["components"]}
+        assert {"starlette", "psycopg", "pyjwt", "libc6", "python3.11-minimal"} <= names, names
+        record_figure("sbom_components", len(names))

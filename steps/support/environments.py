@@ -1,0 +1,161 @@
+"""Engine environments for the scenarios: deployed once per session, reached from client pods.
+
+Each environment gets a client namespace labelled ce.io/access=<env>: the
+only namespaces its NetworkPolicies let reach engine-api. Tokens are minted
+with the environment's own key, read from its Secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from kubernetes import client
+
+from deployer.actions import deploy as deploy_action
+from deployer.actions.engine_images import EngineImages
+from deployer.settings import Paths
+from steps.support.kube import Kube
+from steps.support.workloads import assets_configmap
+
+AUDIENCE = "engine-api"
+
+
+@dataclass
+class Environment:
+    name: str
+    namespace: str
+    images: EngineImages
+    client_namespace: str
+    client_pod: str
+    jwt_key: str
+
+    @property
+    def api_url(self) -> str:
+        return f"http://engine-api.{self.namespace}.svc.cluster.local:8080"
+
+    def token(self, role: str, subject: str = "acceptance-suite") -> str:
+        now = int(time.time())
+        claims = {
+            "sub": subject,
+            "role": role,
+            "iss": f"consciousness-engine/{self.name}",
+            "aud": AUDIENCE,
+            "iat": now,
+            "nbf": now,
+            "exp": now + 900,
+        }
+        return jwt.encode(claims, self.jwt_key, algorithm="HS256")
+
+
+@dataclass
+class HttpResult:
+    status: int
+    body: Any
+    error: str = ""
+
+
+@dataclass
+class Environments:
+    """Deploys each environment at most once per session."""
+
+    paths: Paths
+    kube: Kube
+    target: deploy_action.Target
+    toolbox_image: str
+    deployed: dict[str, Environment] = field(default_factory=dict)
+
+    def ensure(self, name: str) -> Environment:
+        if name not in self.deployed:
+            images = deploy_action.deploy(self.paths, name, self.target)
+            namespace = deploy_action.namespace_for(name)
+            secret = self.kube.core.read_namespaced_secret(deploy_action.SECRET_NAME, namespace)
+            key = base64.b64decode(secret.data["jwt-key"]).decode()
+            client_ns, pod = self._client(name)
+            self.deployed[name] = Environment(name, namespace, images, client_ns, pod, key)
+        return self.deployed[name]
+
+    def _client(self, environment: str) -> tuple[str, str]:
+        """A namespace with the access label of ``environment`` and a pod to send requests from."""
+        namespace = f"ce-test-client-{environment}-{uuid.uuid4().hex[:6]}"
+        self.kube.core.create_namespace(
+            client.V1Namespace(
+                metadata=client.V1ObjectMeta(
+                    name=namespace,
+                    labels={"ce.io/access": environment, "ce.test/suite": "acceptance"},
+                )
+            )
+        )
+        self.kube.create(namespace, assets_configmap())
+        self.kube.create(namespace, client_pod_manifest(self.toolbox_image))
+        self.kube.wait_pods_ready(namespace, ["client"], timeout=120)
+        return namespace, "client"
+
+    def cleanup(self) -> None:
+        for environment in self.deployed.values():
+            self.kube.core.delete_namespace(environment.client_namespace, grace_period_seconds=0)
+
+
+def client_pod_manifest(image: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "client"},
+        "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "containers": [
+                {
+                    "name": "client",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["sleep", "3600"],
+                    "volumeMounts": [{"name": "probe", "mountPath": "/probe"}],
+                }
+            ],
+            "volumes": [{"name": "probe", "configMap": {"name": "probe-assets"}}],
+        },
+    }
+
+
+def http(
+    kube: Kube,
+    namespace: str,
+    pod: str,
+    method: str,
+    url: str,
+    token: str | None = None,
+    body: Any = None,
+    timeout_s: int = 5,
+) -> HttpResult:
+    """One HTTP request sent from a pod with curl; connection failures come back as status 0."""
+    command = [
+        "curl",
+        "-s",
+        "-m",
+        str(timeout_s),
+        "-X",
+        method,
+        "-o",
+        "/dev/stdout",
+        "-w",
+        "\n%{http_code}",
+        url,
+    ]
+    if token:
+        command += ["-H", f"Authorization: Bearer {token}"]
+    if body is not None:
+        command += ["-H", "Content-Type: application/json", "--data", json.dumps(body)]
+    code, output = kube.exec(namespace, pod, command, timeout=timeout_s + 10)
+    text, _, status = output.rpartition("\n")
+    if code != 0 or not status.strip().isdigit() or status.strip() == "000":
+        return HttpResult(0, None, f"curl exit {code}: {output[-200:]}")
+    try:
+        parsed: Any = json.loads(text) if text else None
+    except ValueError:
+        parsed = text
+    return HttpResult(int(status), parsed)
