@@ -9,13 +9,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 from rich.logging import RichHandler
 
 from deployer.actions import cluster, deploy
 from deployer.actions.build import build_all
 from deployer.actions.engine import ensure_engine
-from deployer.actions.engine_images import build_engine_images
+from deployer.actions.engine_images import build_engine_images, image_refs
 from deployer.errors import DeployerError
 from deployer.settings import Paths, default_paths
 
@@ -50,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
     deploy_cmd = commands.add_parser("deploy", help="deploy the engine to one environment")
     deploy_cmd.add_argument("--env", required=True, help="dev, staging or production")
     deploy_cmd.add_argument("--cluster", default="ce", help="kind cluster made by `cluster up`")
+
+    render_cmd = commands.add_parser("render", help="print an environment's manifests (YAML)")
+    render_cmd.add_argument("--env", required=True, help="dev, staging or production")
 
     cluster_cmd = commands.add_parser("cluster", help="ephemeral kind cluster lifecycle")
     verbs = cluster_cmd.add_subparsers(dest="verb", required=True)
@@ -92,6 +96,10 @@ def dispatch(args: argparse.Namespace, paths: Paths) -> int:
         images = build_engine_images(paths, ensure_engine(paths))
         for ref in (images.api, images.worker, images.postgres):
             print(f"{ref} {images.image_bytes[ref] / 1e6:.1f} MB")
+    elif args.command == "render":
+        _, kubectl = cluster.built_tools(paths)
+        documents = deploy.render(paths, kubectl, args.env, image_refs(paths))
+        print(yaml.safe_dump_all(documents, sort_keys=False))
     elif args.command == "deploy":
         deploy.check_environment(args.env)
         handle = cluster.existing(paths, args.cluster)

@@ -195,7 +195,7 @@ def wait_for_cluster(handle: ClusterHandle, expected_nodes: int) -> None:
 
 def existing(paths: Paths, name: str) -> ClusterHandle:
     """Attach to a cluster made by an earlier `up` (for --reuse-cluster and `status`)."""
-    kind, kubectl = _built_tools(paths)
+    kind, kubectl = built_tools(paths)
     kubeconfig = cluster_dir(paths, name) / "kubeconfig"
     if name not in kind.clusters() or not kubeconfig.exists():
         raise ConfigError(
@@ -204,7 +204,7 @@ def existing(paths: Paths, name: str) -> ClusterHandle:
     return ClusterHandle(name, kubeconfig, kind, kubectl)
 
 
-def _built_tools(paths: Paths) -> tuple[Kind, Path]:
+def built_tools(paths: Paths) -> tuple[Kind, Path]:
     """kind and kubectl from the Go cache (built on first use)."""
     programs = go_programs(paths, load_versions(paths))
     go = gobuild.go_version()
@@ -215,7 +215,7 @@ def _built_tools(paths: Paths) -> tuple[Kind, Path]:
 
 def down(paths: Paths, name: str) -> bool:
     """Delete the cluster; return False when there was none."""
-    kind, _ = _built_tools(paths)
+    kind, _ = built_tools(paths)
     if name not in kind.clusters():
         return False
     kind.delete(name)

@@ -29,7 +29,7 @@ from deployer.settings import Paths, load_versions
 log = logging.getLogger(__name__)
 
 ENGINE_UID = 10001
-POSTGRES_UID = 999
+POSTGRES_UID = 10002
 WHEEL_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64")
 PRUNED_STDLIB = (
     "test",
@@ -201,6 +201,16 @@ def _build(
     out.image_bytes[ref] = docker.image_size(ref)
 
 
+def image_refs(paths: Paths) -> EngineImages:
+    """The tags a build of this checkout produces: <engine version>-<git revision>."""
+    version, rev = engine_version(paths), revision(paths)
+    return EngineImages(
+        api=f"ce.local/engine-api:{version}-{rev}",
+        worker=f"ce.local/engine-worker:{version}-{rev}",
+        postgres=f"ce.local/engine-postgres:15-{version}",
+    )
+
+
 def build_engine_images(paths: Paths, docker: DockerClient) -> EngineImages:
     """engine-api, engine-worker and Postgres images, tagged <version>-<revision>."""
     log.info("==> Engine images")
@@ -209,7 +219,7 @@ def build_engine_images(paths: Paths, docker: DockerClient) -> EngineImages:
     runtime_base = rootfs.ensure_image(ENGINE_RUNTIME_ROOTFS, suite, mirror, paths.rootfs, docker)
     postgres_base = rootfs.ensure_image(POSTGRES_ROOTFS, suite, mirror, paths.rootfs, docker)
     version, rev = engine_version(paths), revision(paths)
-    out = EngineImages()
+    out = image_refs(paths)
 
     site = site_packages(paths)
     components = sbom.python_components(site)
@@ -229,12 +239,10 @@ def build_engine_images(paths: Paths, docker: DockerClient) -> EngineImages:
     context = BuildContext(dockerfile)
     context.add("site-packages", site)
     context.add("sbom.cdx.json", sbom_file, 0o644)
-    out.api = f"ce.local/engine-api:{version}-{rev}"
     api_key = cache_key(dockerfile, site.name)
     _build(docker, out.api, context, api_key, out)
 
     worker_dockerfile = WORKER_DOCKERFILE.format(api=out.api)
-    out.worker = f"ce.local/engine-worker:{version}-{rev}"
     _build(
         docker,
         out.worker,
@@ -249,7 +257,6 @@ def build_engine_images(paths: Paths, docker: DockerClient) -> EngineImages:
     )
     pg_context = BuildContext(pg_dockerfile)
     pg_context.add("pg-entrypoint", entrypoint, 0o755)
-    out.postgres = f"ce.local/engine-postgres:15-{version}"
     _build(docker, out.postgres, pg_context, cache_key(pg_dockerfile, entrypoint.read_text()), out)
     return out
 

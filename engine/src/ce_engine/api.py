@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ce_engine import VERSION, auth, db, logs, metrics
-from ce_engine.config import Settings, from_environment
+from ce_engine.config import ConfigError, Settings, from_environment
 from ce_engine.validation import JOB, SESSION, THOUGHT, InvalidRequest, parse_json, validate
 
 log = logging.getLogger("engine.api")
@@ -306,9 +306,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 
 def main() -> None:
+    try:
+        settings = from_environment()
+    except ConfigError as failure:
+        raise SystemExit(f"engine-api: configuration error: {failure}") from None
     import uvicorn
 
-    settings = from_environment()
     logs.configure("engine-api", settings.environment, settings.log_level)
     uvicorn.run(
         create_app(settings),

@@ -14,7 +14,7 @@ import psycopg
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ce_engine import logs, metrics
-from ce_engine.config import Settings, from_environment
+from ce_engine.config import ConfigError, Settings, from_environment
 
 log = logging.getLogger("engine.worker")
 
@@ -123,7 +123,10 @@ def serve_probes(worker: Worker, port: int = 9090) -> ThreadingHTTPServer:
 
 
 def main() -> None:
-    settings = from_environment()
+    try:
+        settings = from_environment()
+    except ConfigError as failure:
+        raise SystemExit(f"engine-worker: configuration error: {failure}") from None
     logs.configure("engine-worker", settings.environment, settings.log_level)
     metrics.set_build_info(settings.revision, settings.environment)
     worker = Worker(settings)

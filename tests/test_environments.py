@@ -1,0 +1,48 @@
+"""Environment handling: bad names are refused; staging and production differ only where allowed."""
+
+from pathlib import Path
+
+import pytest
+
+from deployer.actions import deploy
+from deployer.errors import ConfigError
+from deployer.settings import default_paths
+from steps.support.differences import differences, load_allowed
+
+ALLOWED = default_paths().repo / "infra" / "environments" / "allowed-differences.yaml"
+
+
+@pytest.mark.parametrize("name", ["prod", "Production", "", "dev; rm -rf /", "qa"])
+def test_unknown_environments_are_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match="unknown environment"):
+        deploy.check_environment(name)
+
+
+def objects(replicas: int, image: str, namespace: str) -> list[dict[str, object]]:
+    return [
+        {
+            "kind": "Deployment",
+            "metadata": {"name": "engine-api", "namespace": namespace},
+            "spec": {
+                "replicas": replicas,
+                "template": {"spec": {"containers": [{"image": image}]}},
+            },
+        }
+    ]
+
+
+def test_allowed_differences_are_ignored() -> None:
+    allowed = load_allowed(ALLOWED)
+    staging, production = objects(2, "a", "ce-staging"), objects(3, "a", "ce-production")
+    assert differences(staging, production, allowed) == []
+
+
+def test_any_other_difference_is_reported() -> None:
+    allowed = load_allowed(ALLOWED)
+    found = differences(objects(2, "a", "ce-staging"), objects(2, "b", "ce-production"), allowed)
+    assert found == ["Deployment/engine-api:spec.template.spec.containers.0.image: 'a' != 'b'"]
+
+
+def test_an_object_missing_on_one_side_is_reported(tmp_path: Path) -> None:
+    found = differences(objects(2, "a", "x"), [], [])
+    assert found == ["Deployment/engine-api: only in one environment"]
