@@ -6,6 +6,7 @@ Steps live in steps/common (loaded below); the report plugin in steps/support/re
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,6 +71,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="write reports/<UTC timestamp>/ and reports/latest",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """CI stops jobs with SIGTERM: turn it into KeyboardInterrupt so fixtures still delete the cluster."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

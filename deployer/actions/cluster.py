@@ -129,7 +129,7 @@ def up(paths: Paths, request: ClusterRequest) -> ClusterHandle:
         )
         install_addons(paths, handle)
         wait_for_cluster(handle, expected_nodes=1 + request.workers)
-    except (DeployerError, WaitTimeout) as error:
+    except (DeployerError, WaitTimeout, KeyboardInterrupt) as error:
         if request.keep_on_failure:
             log.error("cluster %r kept for inspection (--keep-on-failure)", request.name)
         else:

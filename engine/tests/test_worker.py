@@ -24,12 +24,11 @@ def test_worker_processes_a_queued_job(database_url: str) -> None:
         await pool.close()
 
     asyncio.run(prepare())
-    with psycopg.connect(database_url) as connection:
+    with psycopg.connect(database_url, autocommit=True) as connection:
         connection.execute(
             "INSERT INTO jobs (kind, input, iterations, request_id) "
             "VALUES ('reflect', 'x', 5, 'r1'), ('reflect', 'y', 5, 'r2')"
         )
-        connection.commit()
         worker = Worker(settings)
         assert worker.run_once(connection)
         assert worker.run_once(connection)

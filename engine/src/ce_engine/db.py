@@ -22,5 +22,8 @@ def make_pool(settings: Settings) -> AsyncConnectionPool:
 
 async def apply_schema(pool: AsyncConnectionPool) -> None:
     schema = resources.files("ce_engine").joinpath("schema.sql").read_text()
-    async with pool.connection() as connection:
+    async with pool.connection() as connection, connection.transaction():
+        # Replicas start together: take turns, and never wait forever behind a lock.
+        await connection.execute("SET LOCAL lock_timeout = '5s'")
+        await connection.execute("SELECT pg_advisory_xact_lock(424242)")
         await connection.execute(schema)

@@ -45,6 +45,7 @@ class Worker:
         """Process one job if there is one; return whether one was processed."""
         with connection.transaction():
             row = connection.execute(CLAIM).fetchone()
+        # autocommit connection: this read holds no transaction (and no lock) open.
         if row is None:
             queued = connection.execute(
                 "SELECT count(*) FROM jobs WHERE status = 'queued'"
@@ -60,15 +61,12 @@ class Worker:
                 "UPDATE jobs SET status = 'done', result = %s, finished_at = now() WHERE id = %s",
                 (result, job_id),
             )
-            connection.commit()
             metrics.JOBS.labels("done").inc()
             log.info("job done", extra={"fields": {"job_id": job_id, "iterations": iterations}})
         except Exception:
-            connection.rollback()
             connection.execute(
                 "UPDATE jobs SET status = 'failed', finished_at = now() WHERE id = %s", (job_id,)
             )
-            connection.commit()
             metrics.JOBS.labels("failed").inc()
             log.exception("job failed", extra={"fields": {"job_id": job_id}})
         finally:
@@ -86,7 +84,7 @@ class Worker:
                     while not self.stop.is_set():
                         if not self.run_once(connection):
                             self.stop.wait(0.5)
-            except psycopg.OperationalError as failure:
+            except psycopg.Error as failure:  # database down, or schema not applied yet
                 self.database_ok = False
                 log.warning("database unavailable: %s", failure)
                 self.stop.wait(2)
