@@ -70,10 +70,14 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (CI, systemd) takes the same clean-up path as Ctrl-C."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    # SIGTERM (CI, systemd) takes the same clean-up path as Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, interrupt)
     paths = default_paths()
     log_file = configure_logging(paths, args.verbose)
     try:

@@ -62,20 +62,25 @@ def exported_filesystem(image: str, into: Path) -> Path:
         )
 
 
+class ImageFilesystems:
+    """Unpacked root file systems of images, exported once each per session."""
+
+    def __init__(self, scratch: Path) -> None:
+        self.scratch = scratch
+        self.roots: dict[str, Path] = {}
+
+    def __getitem__(self, image: str) -> Path:
+        if image not in self.roots:
+            folder = self.scratch / f"image-{len(self.roots)}"
+            folder.mkdir()
+            self.roots[image] = exported_filesystem(image, folder)
+        return self.roots[image]
+
+
 @pytest.fixture(scope="session")
-def engine_filesystems(environments: Any) -> Iterator[dict[str, Path]]:
-    """Unpacked file systems of the engine images, keyed by image ref."""
+def engine_filesystems() -> Iterator[ImageFilesystems]:
     with tempfile.TemporaryDirectory(prefix="ce-images-") as scratch:
-        cache: dict[str, Path] = {}
-
-        class Lazy(dict[str, Path]):
-            def __missing__(self, image: str) -> Path:
-                folder = Path(scratch) / str(len(cache))
-                folder.mkdir()
-                cache[image] = exported_filesystem(image, folder)
-                return cache[image]
-
-        yield Lazy()
+        yield ImageFilesystems(Path(scratch))
 
 
 @then("every engine container runs as a non-root user with a read-only root file system")
@@ -106,7 +111,7 @@ def _(kube: Kube, environment: Environment, namespace: str, toolbox_image: str) 
 
 
 @then("no engine image contains a shell or a package manager")
-def _(kube: Kube, environment: Environment, engine_filesystems: dict[str, Path]) -> None:
+def _(kube: Kube, environment: Environment, engine_filesystems: ImageFilesystems) -> None:
     host = testinfra.get_host("local://")
     for image in (environment.images.api, environment.images.worker):
         root = engine_filesystems[image]
@@ -150,7 +155,7 @@ def _(kube: Kube, environment: Environment, record_figure: RecordFigure) -> None
 
 @then("every engine image carries an SBOM")
 def _(
-    environment: Environment, engine_filesystems: dict[str, Path], record_figure: RecordFigure
+    environment: Environment, engine_filesystems: ImageFilesystems, record_figure: RecordFigure
 ) -> None:
     for image in (environment.images.api, environment.images.worker):
         document = json.loads((engine_filesystems[image] / SBOM_PATH).read_text())
