@@ -207,8 +207,25 @@ def image_refs(paths: Paths) -> EngineImages:
     return EngineImages(
         api=f"ce.local/engine-api:{version}-{rev}",
         worker=f"ce.local/engine-worker:{version}-{rev}",
-        postgres=f"ce.local/engine-postgres:15-{version}",
+        postgres=postgres_ref(paths),
     )
+
+
+def postgres_key(paths: Paths) -> str:
+    """Everything the Postgres image is made of (its base is keyed by its package list)."""
+    entrypoint = (paths.repo / "engine" / "postgres" / "pg-entrypoint").read_text()
+    return cache_key(
+        POSTGRES_DOCKERFILE,
+        str(POSTGRES_UID),
+        engine_version(paths),
+        entrypoint,
+        *POSTGRES_ROOTFS.packages,
+    )
+
+
+def postgres_ref(paths: Paths) -> str:
+    """The tag carries the inputs' hash: a changed entrypoint must roll the pods."""
+    return f"ce.local/engine-postgres:15-{engine_version(paths)}-{postgres_key(paths)[:10]}"
 
 
 def build_engine_images(paths: Paths, docker: DockerClient) -> EngineImages:

@@ -78,7 +78,10 @@ class Worker:
         while not self.stop.is_set():
             try:
                 with psycopg.connect(
-                    self.settings.database_url, connect_timeout=3, application_name="engine-worker"
+                    self.settings.database_url,
+                    connect_timeout=3,
+                    application_name="engine-worker",
+                    autocommit=True,
                 ) as connection:
                     self.database_ok = True
                     while not self.stop.is_set():
