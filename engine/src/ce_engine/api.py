@@ -73,6 +73,20 @@ def path_id(request: Request, name: str) -> int:
     return int(raw)
 
 
+async def rows(request: Request, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Run one statement on a pooled connection; rows as JSON-ready dicts."""
+    async with pool(request).connection() as connection:
+        cursor = await connection.cursor(row_factory=dict_row).execute(sql, params)
+        return [jsonable(row) for row in await cursor.fetchall()]
+
+
+async def one(request: Request, sql: str, params: tuple[Any, ...], missing: str) -> dict[str, Any]:
+    found = await rows(request, sql, params)
+    if not found:
+        raise NotFound(missing)
+    return found[0]
+
+
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -108,93 +122,86 @@ async def info(request: Request) -> Response:
 async def create_session(request: Request) -> Response:
     who = principal(request, "writer")
     document = await body(request, SESSION)
-    async with pool(request).connection() as connection:
-        cursor = await connection.cursor(row_factory=dict_row).execute(
-            "INSERT INTO sessions (title, created_by) VALUES (%s, %s) "
-            "RETURNING id, title, created_by, created_at",
-            (document["title"], who.subject),
-        )
-        row = await cursor.fetchone()
-    return JSONResponse(jsonable(row), status_code=201)
+    row = await one(
+        request,
+        "INSERT INTO sessions (title, created_by) VALUES (%s, %s) "
+        "RETURNING id, title, created_by, created_at",
+        (document["title"], who.subject),
+        "session not created",
+    )
+    return JSONResponse(row, status_code=201)
 
 
 async def list_sessions(request: Request) -> Response:
     principal(request, "reader")
-    async with pool(request).connection() as connection:
-        cursor = await connection.cursor(row_factory=dict_row).execute(
-            "SELECT id, title, created_by, created_at FROM sessions ORDER BY id DESC LIMIT 100"
-        )
-        rows = await cursor.fetchall()
-    return JSONResponse({"sessions": [jsonable(row) for row in rows]})
+    found = await rows(
+        request, "SELECT id, title, created_by, created_at FROM sessions ORDER BY id DESC LIMIT 100"
+    )
+    return JSONResponse({"sessions": found})
 
 
 async def get_session(request: Request) -> Response:
     principal(request, "reader")
     session_id = path_id(request, "session_id")
-    async with pool(request).connection() as connection:
-        cursor = await connection.cursor(row_factory=dict_row).execute(
-            "SELECT id, title, created_by, created_at FROM sessions WHERE id = %s", (session_id,)
-        )
-        row = await cursor.fetchone()
-    if row is None:
-        raise NotFound(f"no session {session_id}")
-    return JSONResponse(jsonable(row))
+    row = await one(
+        request,
+        "SELECT id, title, created_by, created_at FROM sessions WHERE id = %s",
+        (session_id,),
+        f"no session {session_id}",
+    )
+    return JSONResponse(row)
 
 
 async def add_thought(request: Request) -> Response:
     principal(request, "writer")
     session_id = path_id(request, "session_id")
     document = await body(request, THOUGHT)
-    async with pool(request).connection() as connection:
-        cursor = await connection.cursor(row_factory=dict_row).execute(
-            "INSERT INTO thoughts (session_id, content) SELECT id, %s FROM sessions WHERE id = %s "
-            "RETURNING id, session_id, content, created_at",
-            (document["content"], session_id),
-        )
-        row = await cursor.fetchone()
-    if row is None:
-        raise NotFound(f"no session {session_id}")
-    return JSONResponse(jsonable(row), status_code=201)
+    row = await one(
+        request,
+        "INSERT INTO thoughts (session_id, content) SELECT id, %s FROM sessions WHERE id = %s "
+        "RETURNING id, session_id, content, created_at",
+        (document["content"], session_id),
+        f"no session {session_id}",
+    )
+    return JSONResponse(row, status_code=201)
 
 
 async def list_thoughts(request: Request) -> Response:
     principal(request, "reader")
     session_id = path_id(request, "session_id")
-    async with pool(request).connection() as connection:
-        cursor = await connection.cursor(row_factory=dict_row).execute(
-            "SELECT id, session_id, content, created_at FROM thoughts WHERE session_id = %s "
-            "ORDER BY id LIMIT 500",
-            (session_id,),
-        )
-        rows = await cursor.fetchall()
-    return JSONResponse({"thoughts": [jsonable(row) for row in rows]})
+    found = await rows(
+        request,
+        "SELECT id, session_id, content, created_at FROM thoughts WHERE session_id = %s "
+        "ORDER BY id LIMIT 500",
+        (session_id,),
+    )
+    return JSONResponse({"thoughts": found})
 
 
 async def submit_job(request: Request) -> Response:
     principal(request, "writer")
     document = await body(request, JOB)
-    async with pool(request).connection() as connection:
-        cursor = await connection.cursor(row_factory=dict_row).execute(
-            "INSERT INTO jobs (kind, input, iterations, request_id) VALUES ('reflect', %s, %s, %s) "
-            "RETURNING id, status, created_at",
-            (document["input"], document["iterations"], logs.request_id.get()),
-        )
-        row = await cursor.fetchone()
-    log.info("job queued", extra={"fields": {"job_id": row["id"] if row else None}})
-    return JSONResponse(jsonable(row), status_code=202)
+    row = await one(
+        request,
+        "INSERT INTO jobs (kind, input, iterations, request_id) VALUES ('reflect', %s, %s, %s) "
+        "RETURNING id, status, created_at",
+        (document["input"], document["iterations"], logs.request_id.get()),
+        "job not queued",
+    )
+    log.info("job queued", extra={"fields": {"job_id": row["id"]}})
+    return JSONResponse(row, status_code=202)
 
 
 async def get_job(request: Request) -> Response:
     principal(request, "reader")
     job_id = path_id(request, "job_id")
-    async with pool(request).connection() as connection:
-        cursor = await connection.cursor(row_factory=dict_row).execute(
-            "SELECT id, status, result, created_at, finished_at FROM jobs WHERE id = %s", (job_id,)
-        )
-        row = await cursor.fetchone()
-    if row is None:
-        raise NotFound(f"no job {job_id}")
-    return JSONResponse(jsonable(row))
+    row = await one(
+        request,
+        "SELECT id, status, result, created_at, finished_at FROM jobs WHERE id = %s",
+        (job_id,),
+        f"no job {job_id}",
+    )
+    return JSONResponse(row)
 
 
 def jsonable(row: dict[str, Any] | None) -> dict[str, Any]:
