@@ -74,7 +74,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """CI stops jobs with SIGTERM: turn it into KeyboardInterrupt so fixtures still delete the cluster."""
+    """CI stops jobs with SIGTERM: raise KeyboardInterrupt so fixtures still delete the cluster."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
