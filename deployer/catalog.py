@@ -107,6 +107,7 @@ def go_programs(paths: Paths, versions: Versions) -> dict[str, GoProgram]:
             c / "etcd",
             (("etcd", "go.etcd.io/etcd/server/v3"), ("etcdctl", "go.etcd.io/etcd/etcdctl/v3")),
         ),
+        GoProgram("cri-tools", c / "cri-tools", (("crictl", "sigs.k8s.io/cri-tools/cmd/crictl"),)),
         GoProgram("coredns", c / "coredns", (("coredns", "github.com/coredns/coredns"),)),
         GoProgram(
             "kube-router",

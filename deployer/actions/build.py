@@ -159,6 +159,7 @@ FROM {base}
 COPY files/ /
 COPY kubeadm kubelet kubectl /usr/bin/
 COPY runc-capfilter /usr/local/bin/runc-capfilter
+COPY crictl /usr/local/bin/crictl
 RUN echo "{version}" > /kind/version \\
  && chmod 0755 /usr/local/bin/entrypoint \\
  && find /lib/systemd/system/sysinit.target.wants/ -name systemd-tmpfiles-setup.service -delete \\
@@ -192,6 +193,7 @@ def _node_image(
         dockerfile,
         built["kubernetes"].directory.name,
         built["runc-capfilter"].directory.name,
+        built["cri-tools"].directory.name,
         *sorted(f"{ref}={image_key}" for ref, image_key in image_keys.items()),
         trees=[paths.node_image_files],
     )
@@ -205,6 +207,7 @@ def _node_image(
     for binary in ("kubeadm", "kubelet", "kubectl"):
         context.add(binary, built["kubernetes"].binary(binary))
     context.add("runc-capfilter", built["runc-capfilter"].binary("runc-capfilter"))
+    context.add("crictl", built["cri-tools"].binary("crictl"))
     log.info("   stage 1: node file system")
     docker.build(context, stage_ref, labels={CACHE_LABEL: key})
 
