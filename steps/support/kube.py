@@ -90,7 +90,12 @@ class Kube:
         return seconds
 
     def logs(self, namespace: str, pod: str, container: str | None = None) -> str:
-        text: str = self.core.read_namespaced_pod_log(pod, namespace, container=container)
+        # Raw bytes: the client would otherwise parse a log that happens to be one
+        # JSON document and hand back its Python repr.
+        response = self.core.read_namespaced_pod_log(
+            pod, namespace, container=container, _preload_content=False
+        )
+        text: str = response.data.decode(errors="replace")
         return text
 
     def create(self, namespace: str, manifest: dict[str, Any]) -> None:

@@ -1,0 +1,85 @@
+"""Bounded closed-loop HTTP load run inside a pod: CONCURRENCY keep-alive clients GET URL
+for DURATION seconds (at most MAX_REQUESTS in total); prints one JSON summary line."""
+
+import http.client
+import json
+import os
+import threading
+import time
+import urllib.parse
+
+URL = urllib.parse.urlsplit(os.environ["URL"])
+HOST = URL.hostname or "localhost"
+TOKEN = os.environ.get("TOKEN", "")
+CONCURRENCY = int(os.environ.get("CONCURRENCY", "8"))
+DURATION = float(os.environ.get("DURATION", "20"))
+MAX_REQUESTS = int(os.environ.get("MAX_REQUESTS", "20000"))
+
+latencies: list[float] = []
+errors = [0]
+error_kinds: dict[str, int] = {}
+lock = threading.Lock()
+
+
+def client(deadline: float) -> None:
+    connection = http.client.HTTPConnection(HOST, URL.port or 80, timeout=5)
+    headers = {"Authorization": f"Bearer {TOKEN}"} if TOKEN else {}
+    while time.monotonic() < deadline:
+        with lock:
+            if len(latencies) + errors[0] >= MAX_REQUESTS:
+                return
+        started = time.monotonic()
+        try:
+            connection.request("GET", URL.path or "/", headers=headers)
+            response = connection.getresponse()
+            response.read()
+            ok = response.status == 200
+            kind = f"HTTP {response.status}"
+        except (OSError, http.client.HTTPException) as failure:
+            ok = False
+            kind = type(failure).__name__
+            connection.close()
+            connection = http.client.HTTPConnection(HOST, URL.port or 80, timeout=5)
+        elapsed = time.monotonic() - started
+        with lock:
+            if ok:
+                latencies.append(elapsed)
+            else:
+                errors[0] += 1
+                error_kinds[kind] = error_kinds.get(kind, 0) + 1
+
+
+def main() -> None:
+    started = time.monotonic()
+    threads = [
+        threading.Thread(target=client, args=(started + DURATION,)) for _ in range(CONCURRENCY)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.monotonic() - started
+    ordered = sorted(latencies)
+
+    def percentile(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else 0.0
+
+    print(
+        json.dumps(
+            {
+                "requests": len(ordered),
+                "errors": errors[0],
+                "seconds": round(wall, 2),
+                "rps": round(len(ordered) / wall, 1),
+                "p50_ms": round(percentile(0.50) * 1000, 1),
+                "p99_ms": round(percentile(0.99) * 1000, 1),
+                "concurrency": CONCURRENCY,
+                "error_kinds": error_kinds,
+            }
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
