@@ -274,7 +274,11 @@ def build_engine_images(paths: Paths, docker: DockerClient) -> EngineImages:
     )
     pg_context = BuildContext(pg_dockerfile)
     pg_context.add("pg-entrypoint", entrypoint, 0o755)
-    _build(docker, out.postgres, pg_context, cache_key(pg_dockerfile, entrypoint.read_text()), out)
+    _build(docker, out.postgres, pg_context, postgres_key(paths), out)
+    # One tag per commit would pile up on a nightly machine: keep only the current build.
+    for current in (out.worker, out.api, out.postgres):
+        for old in docker.remove_other_tags(current):
+            log.info("   removed old image %s", old)
     return out
 
 

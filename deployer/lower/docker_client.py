@@ -166,6 +166,21 @@ class DockerClient:
         conf = {"Labels": dict(labels)}
         container.commit(repository=repository, tag=tag, changes=changes, conf=conf)
 
+    def remove_other_tags(self, keep: str) -> list[str]:
+        """Untag every other tag of ``keep``'s repository (old builds); return what went."""
+        repository = keep.rsplit(":", 1)[0]
+        removed = []
+        for image in self._client.images.list(name=repository):
+            for tag in image.tags:
+                if tag != keep:
+                    try:
+                        self._client.images.remove(tag, noprune=False)
+                    except docker.errors.APIError as error:
+                        log.debug("kept %s: %s", tag, error)
+                        continue
+                    removed.append(tag)
+        return removed
+
     def remove_container(self, name: str) -> None:
         try:
             self._client.containers.get(name).remove(force=True)
