@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import logging
 import tarfile
 from collections.abc import Iterable, Mapping
@@ -199,6 +198,3 @@ class DockerClient:
             return str(error.explanation or error)
         return None
 
-
-def dump(value: object) -> str:
-    return json.dumps(value, indent=2, sort_keys=True)
