@@ -197,4 +197,3 @@ class DockerClient:
         except docker.errors.APIError as error:
             return str(error.explanation or error)
         return None
-

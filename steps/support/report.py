@@ -218,35 +218,24 @@ STATUS_COLOURS = {
 }
 
 
+def table_row(label: str, status: str, names: list[str], figures: dict[str, Any]) -> str:
+    shown = "<br>".join(
+        f"{html.escape(str(k))} = {html.escape(str(v))}" for k, v in figures.items()
+    )
+    return (
+        f"<tr><td>{label}</td><td style='color:{STATUS_COLOURS[status]};font-weight:bold'>"
+        f"{status}</td><td>{'<br>'.join(html.escape(n) for n in names) or '-'}</td>"
+        f"<td>{shown or '-'}</td></tr>"
+    )
+
+
 def coverage_html(table: dict[str, dict[str, Any]], other: list[dict[str, Any]]) -> str:
-    rows = []
-    for requirement, entry in table.items():
-        colour = STATUS_COLOURS[entry["status"]]
-        scenarios = "<br>".join(html.escape(s["name"]) for s in entry["scenarios"]) or "-"
-        figures = (
-            "<br>".join(
-                f"{html.escape(str(k))} = {html.escape(str(v))}"
-                for k, v in entry["figures"].items()
-            )
-            or "-"
+    rows = [
+        table_row(
+            requirement, entry["status"], [s["name"] for s in entry["scenarios"]], entry["figures"]
         )
-        rows.append(
-            f"<tr><td>{requirement}</td><td style='color:{colour};font-weight:bold'>"
-            f"{entry['status']}</td><td>{scenarios}</td><td>{figures}</td></tr>"
-        )
-    for scenario in other:
-        colour = STATUS_COLOURS[scenario["status"]]
-        figures = (
-            "<br>".join(
-                f"{html.escape(str(k))} = {html.escape(str(v))}"
-                for k, v in scenario["figures"].items()
-            )
-            or "-"
-        )
-        rows.append(
-            f"<tr><td>(smoke)</td><td style='color:{colour};font-weight:bold'>{scenario['status']}"
-            f"</td><td>{html.escape(scenario['name'])}</td><td>{figures}</td></tr>"
-        )
+        for requirement, entry in table.items()
+    ] + [table_row("(smoke)", s["status"], [s["name"]], s["figures"]) for s in other]
     return (
         "<h2>Requirement coverage</h2><table border='1' cellpadding='4' style='border-collapse:"
         "collapse'><tr><th>Criterion</th><th>Status</th><th>Scenarios</th><th>Figures</th></tr>"

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -21,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ce_engine import VERSION, auth, db, logs, metrics
-from ce_engine.config import ConfigError, Settings, from_environment
+from ce_engine.config import Settings, from_environment, load_or_exit
 from ce_engine.validation import JOB, SESSION, THOUGHT, InvalidRequest, parse_json, validate
 
 log = logging.getLogger("engine.api")
@@ -313,12 +314,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 
 def main() -> None:
-    try:
-        settings = from_environment()
-    except ConfigError as failure:
-        raise SystemExit(f"engine-api: configuration error: {failure}") from None
-    import uvicorn
-
+    settings = load_or_exit("engine-api")
     logs.configure("engine-api", settings.environment, settings.log_level)
     uvicorn.run(
         create_app(settings),

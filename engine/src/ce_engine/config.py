@@ -66,3 +66,11 @@ def from_environment(environ: dict[str, str] | None = None) -> Settings:
         revision=env.get("ENGINE_REVISION", "unknown"),
         public_hostname=env.get("ENGINE_PUBLIC_HOSTNAME", ""),
     )
+
+
+def load_or_exit(service: str) -> Settings:
+    """Settings for ``service``, or exit with one clear line (no traceback) if they are wrong."""
+    try:
+        return from_environment()
+    except ConfigError as failure:
+        raise SystemExit(f"{service}: configuration error: {failure}") from None

@@ -14,7 +14,7 @@ import psycopg
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ce_engine import logs, metrics
-from ce_engine.config import ConfigError, Settings, from_environment
+from ce_engine.config import Settings, load_or_exit
 
 log = logging.getLogger("engine.worker")
 
@@ -124,10 +124,7 @@ def serve_probes(worker: Worker, port: int = 9090) -> ThreadingHTTPServer:
 
 
 def main() -> None:
-    try:
-        settings = from_environment()
-    except ConfigError as failure:
-        raise SystemExit(f"engine-worker: configuration error: {failure}") from None
+    settings = load_or_exit("engine-worker")
     logs.configure("engine-worker", settings.environment, settings.log_level)
     metrics.set_build_info(settings.revision, settings.environment)
     worker = Worker(settings)
