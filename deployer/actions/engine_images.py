@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deployer.catalog import ENGINE_RUNTIME_ROOTFS, POSTGRES_ROOTFS
-from deployer.errors import BuildError
 from deployer.lower import proc, rootfs, sbom
 from deployer.lower.cache import cache_key
 from deployer.lower.docker_client import CACHE_LABEL, BuildContext, DockerClient
@@ -240,7 +239,7 @@ def build_engine_images(paths: Paths, docker: DockerClient) -> EngineImages:
 
     site = site_packages(paths)
     components = sbom.python_components(site)
-    dpkg_status = docker_file(docker, runtime_base, "/var/lib/dpkg/status")
+    dpkg_status = docker.read_file(runtime_base, "/var/lib/dpkg/status")
     components += sbom.debian_components(dpkg_status)
     sbom_file = paths.cache / "engine-site" / f"{site.name}.cdx.json"
     sbom_file.write_text(sbom.cyclonedx("engine-api", version, components))
@@ -280,15 +279,3 @@ def build_engine_images(paths: Paths, docker: DockerClient) -> EngineImages:
         for old in docker.remove_other_tags(current):
             log.info("   removed old image %s", old)
     return out
-
-
-def docker_file(docker: DockerClient, image: str, path: str) -> str:
-    """Read one file out of an image (used for its dpkg database)."""
-    output = proc.run(
-        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "cat", image, path],
-        timeout=120,
-        describe="read file from image",
-    )
-    if not output:
-        raise BuildError(f"{path} is empty in {image}")
-    return output

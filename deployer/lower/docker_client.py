@@ -165,6 +165,16 @@ class DockerClient:
         conf = {"Labels": dict(labels)}
         container.commit(repository=repository, tag=tag, changes=changes, conf=conf)
 
+    def read_file(self, image: str, path: str) -> str:
+        """One file out of an image (e.g. its dpkg database), via a throwaway container."""
+        output = self._client.containers.run(
+            image, [path], entrypoint=["cat"], remove=True, network_mode="none"
+        )
+        text = bytes(output).decode(errors="replace")
+        if not text:
+            raise BuildError(f"{path} is empty in {image}")
+        return text
+
     def remove_other_tags(self, keep: str) -> list[str]:
         """Untag every other tag of ``keep``'s repository (old builds); return what went."""
         repository = keep.rsplit(":", 1)[0]
