@@ -13,11 +13,11 @@ import logging
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 from deployer.errors import PrerequisiteError
 from deployer.lower.debian import ensure_commands
+from deployer.lower.waiting import WaitTimeout, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -77,21 +77,23 @@ def start_engine(state_dir: Path, capfilter: Path) -> None:
     )
     log_path = state_dir / "dockerd.log"
     log.info("   starting dockerd (log: %s)", log_path)
+    # ``setsid --fork`` detaches dockerd into its own session and returns at once, so
+    # the engine outlives this process and no Popen object is left to reap it.
     with log_path.open("ab") as log_file:
-        subprocess.Popen(  # noqa: S603 - fixed argv; the engine outlives this process on purpose
-            ["dockerd", "--config-file", str(config)],
+        subprocess.run(  # noqa: S603 - fixed argv
+            ["setsid", "--fork", "dockerd", "--config-file", str(config)],  # noqa: S607
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            check=True,
         )
-    deadline = time.monotonic() + ENGINE_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if socket_answers(DEFAULT_SOCKET):
-            return
-        time.sleep(0.5)
-    tail = log_path.read_text(errors="replace").splitlines()[-15:]
-    raise PrerequisiteError(
-        f"dockerd did not answer on {DEFAULT_SOCKET} within {ENGINE_START_TIMEOUT:.0f}s:\n"
-        + "\n".join(tail)
-    )
+    try:
+        wait_until(
+            lambda: socket_answers(DEFAULT_SOCKET),
+            timeout=ENGINE_START_TIMEOUT,
+            interval=0.5,
+            describe=f"dockerd to answer on {DEFAULT_SOCKET}",
+        )
+    except WaitTimeout as timeout:
+        tail = log_path.read_text(errors="replace").splitlines()[-15:]
+        raise PrerequisiteError(f"{timeout}:\n" + "\n".join(tail)) from None
