@@ -19,10 +19,11 @@ from kubernetes.client.rest import ApiException
 
 from deployer.actions.engine import ensure_engine
 from deployer.actions.engine_images import EngineImages, build_engine_images
-from deployer.errors import ConfigError
+from deployer.errors import CommandError, ConfigError
 from deployer.lower import proc
 from deployer.lower.kind import Kind
 from deployer.lower.kube import api_client
+from deployer.lower.prune import prune, refs
 from deployer.settings import Paths
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 ENVIRONMENTS = ("dev", "staging", "production")
 ROLLOUT_TIMEOUT = 300
 SECRET_NAME = "engine-secrets"
+FIELD_MANAGER = "ce-deployer"
+PART_OF = "app.kubernetes.io/part-of=consciousness-engine"
+IMMUTABLE_STATEFULSET = "updates to statefulset spec for fields other than"
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,43 @@ def ensure_secret(api: client.ApiClient, environment: str) -> None:
 
 
 def apply(target: Target, documents: list[dict[str, Any]]) -> None:
+    """Server-side apply; a StatefulSet whose immutable fields changed is recreated.
+
+    Kubernetes refuses most StatefulSet spec changes (volumeClaimTemplates,
+    selector, serviceName). We delete the StatefulSet with orphan propagation,
+    so its pods and volumes stay and are adopted by the new one, then apply again.
+    """
+    try:
+        _server_side_apply(target, documents)
+    except CommandError as failure:
+        if IMMUTABLE_STATEFULSET not in failure.output_tail:
+            raise
+        for document in documents:
+            if document["kind"] == "StatefulSet":
+                name = document["metadata"]["name"]
+                log.info("   %s: immutable fields changed; recreating it (pods kept)", name)
+                _kubectl(
+                    target,
+                    "-n",
+                    document["metadata"]["namespace"],
+                    "delete",
+                    "statefulset",
+                    name,
+                    "--cascade=orphan",
+                    "--wait=true",
+                )
+        _server_side_apply(target, documents)
+
+
+def _kubectl(target: Target, *arguments: str) -> str:
+    return proc.run(
+        [target.kubectl, "--kubeconfig", target.kubeconfig, *arguments],
+        timeout=120,
+        describe="kubectl " + " ".join(arguments),
+    )
+
+
+def _server_side_apply(target: Target, documents: list[dict[str, Any]]) -> None:
     proc.run(
         [
             target.kubectl,
@@ -111,7 +152,7 @@ def apply(target: Target, documents: list[dict[str, Any]]) -> None:
             "--server-side",
             "--force-conflicts",
             "--field-manager",
-            "ce-deployer",
+            FIELD_MANAGER,
             "-f",
             "-",
         ],
@@ -158,5 +199,10 @@ def deploy(paths: Paths, environment: str, target: Target) -> EngineImages:
     ensure_secret(api_client(target.kubeconfig), environment)
     apply(target, [doc for doc in documents if doc["kind"] != "Namespace"])
     wait_for_rollout(target, namespace_for(environment))
+    # Only after a good rollout: until then the old pods may still need old objects.
+    namespace = namespace_for(environment)
+    prune(
+        api_client(target.kubeconfig), namespace, refs(documents, namespace), PART_OF, FIELD_MANAGER
+    )
     log.info("==> %s deployed (%s)", environment, images.api)
     return images

@@ -1,13 +1,11 @@
 """Build the engine's runtime images (engine-api, engine-worker, Postgres), offline and cached.
 
-engine-api/-worker: a multi-stage build. The first stage is the Debian python3
-root file system; it copies out only the interpreter, the standard library
-(minus tests and tooling), the shared libraries and CA certificates. The
-final stage starts from scratch: no shell, no package manager, no pip; a
-numeric non-root user; precompiled bytecode so a read-only root file system
-works. Python wheels are resolved on the host from engine/requirements.txt
-(pinned) for CPython 3.11 manylinux, and an SBOM (CycloneDX) is written into
-the image.
+The Dockerfiles are engine/images/*.Dockerfile; this module supplies what they
+need: our Debian root file systems as BASE, the pinned wheels from
+engine/requirements.txt resolved on the host for CPython 3.11 manylinux (with
+ce_engine, precompiled for a read-only root file system), and a CycloneDX SBOM.
+Each image is labelled with the hash of its inputs, so a rebuild with no
+change is skipped.
 """
 
 from __future__ import annotations
@@ -27,33 +25,7 @@ from deployer.settings import Paths, load_versions
 
 log = logging.getLogger(__name__)
 
-ENGINE_UID = 10001
-POSTGRES_UID = 10002
 WHEEL_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64")
-PRUNED_STDLIB = (
-    "test",
-    "idlelib",
-    "tkinter",
-    "turtledemo",
-    "ensurepip",
-    "lib2to3",
-    "pydoc_data",
-    "distutils",
-    "venv",
-    "unittest/test",
-    "config-3.11-x86_64-linux-gnu",
-)
-PRUNED_LIBS = (
-    "perl-base",
-    "perl",
-    "gconv",
-    "libapt-pkg*",
-    "libapt-private*",
-    "libdb-*",
-    "libperl*",
-    "audit",
-    "e2fsprogs",
-)
 
 
 @dataclass
@@ -136,68 +108,29 @@ def site_packages(paths: Paths) -> Path:
     return target
 
 
-RUNTIME_DOCKERFILE = """\
-FROM {base} AS runtime-files
-RUN ["/bin/sh", "-ec", "\\
-  mkdir -p /runtime/usr/bin /runtime/usr/lib /runtime/etc /runtime/tmp /runtime/usr/share/sbom && \\
-  cp -a /usr/bin/python3.11 /runtime/usr/bin/ && \\
-  cp -a /usr/lib/python3.11 /runtime/usr/lib/ && \\
-  cd /runtime/usr/lib/python3.11 && rm -rf {pruned_stdlib} && \\
-  cp -a /usr/lib/x86_64-linux-gnu /runtime/usr/lib/ && \\
-  cd /runtime/usr/lib/x86_64-linux-gnu && rm -rf {pruned_libs} && \\
-  cp -a /usr/lib64 /runtime/usr/ && \\
-  ln -s usr/bin /runtime/bin && ln -s usr/lib /runtime/lib && ln -s usr/lib64 /runtime/lib64 && \\
-  cp -a /etc/ssl /runtime/etc/ && \\
-  echo 'engine:x:{uid}:{uid}:engine:/nonexistent:/nonexistent' > /runtime/etc/passwd && \\
-  echo 'engine:x:{uid}:' > /runtime/etc/group && \\
-  chmod 1777 /runtime/tmp"]
-
-FROM scratch
-COPY --from=runtime-files /runtime/ /
-COPY site-packages/ /opt/engine/site-packages/
-COPY sbom.cdx.json /usr/share/sbom/engine.cdx.json
-ENV PYTHONPATH=/opt/engine/site-packages PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \\
-    PATH=/usr/bin LANG=C.UTF-8 ENGINE_REVISION={revision}
-USER {uid}:{uid}
-EXPOSE 8080
-ENTRYPOINT ["/usr/bin/python3.11", "-m", "ce_engine.api"]
-LABEL org.opencontainers.image.title="engine-api" \\
-      org.opencontainers.image.version="{version}" \\
-      org.opencontainers.image.revision="{revision}" \\
-      org.opencontainers.image.source="consciousness-engine/engine" \\
-      io.consciousness-engine.sbom="/usr/share/sbom/engine.cdx.json"
-"""
-
-WORKER_DOCKERFILE = """\
-FROM {api}
-EXPOSE 9090
-ENTRYPOINT ["/usr/bin/python3.11", "-m", "ce_engine.worker"]
-LABEL org.opencontainers.image.title="engine-worker"
-"""
-
-POSTGRES_DOCKERFILE = """\
-FROM {base}
-COPY pg-entrypoint /usr/local/bin/pg-entrypoint
-RUN ["/bin/sh", "-ec", "\\
-  groupadd --gid {uid} engine-db && useradd --uid {uid} --gid {uid} --no-create-home engine-db && \\
-  mkdir -p /var/lib/postgresql/data && chown {uid}:{uid} /var/lib/postgresql/data"]
-USER {uid}:{uid}
-EXPOSE 5432
-ENTRYPOINT ["/usr/local/bin/pg-entrypoint"]
-LABEL org.opencontainers.image.title="engine-postgres" org.opencontainers.image.version="{version}"
-"""
+def dockerfile(paths: Paths, name: str) -> str:
+    """The stack's Dockerfiles live in engine/images/ (checkov scans them there)."""
+    return (paths.repo / "engine" / "images" / f"{name}.Dockerfile").read_text()
 
 
 def _build(
-    docker: DockerClient, ref: str, context: BuildContext, key: str, out: EngineImages
-) -> None:
+    docker: DockerClient,
+    ref: str,
+    context: BuildContext,
+    args: dict[str, str],
+    out: EngineImages,
+    *inputs: str,
+) -> str:
+    """Build ``ref`` unless an image with the same inputs exists; return its cache key."""
+    key = cache_key(context.dockerfile, *sorted(f"{k}={v}" for k, v in args.items()), *inputs)
     if docker.image_labels(ref).get(CACHE_LABEL) == key:
         log.info("   %s: cached", ref)
     else:
         log.info("   %s: building", ref)
-        docker.build(context, ref, labels={CACHE_LABEL: key})
+        docker.build(context, ref, labels={CACHE_LABEL: key}, args=args)
         out.rebuilt.append(ref)
     out.image_bytes[ref] = docker.image_size(ref)
+    return key
 
 
 def image_refs(paths: Paths) -> EngineImages:
@@ -214,8 +147,7 @@ def postgres_key(paths: Paths) -> str:
     """Everything the Postgres image is made of (its base is keyed by its package list)."""
     entrypoint = (paths.repo / "engine" / "postgres" / "pg-entrypoint").read_text()
     return cache_key(
-        POSTGRES_DOCKERFILE,
-        str(POSTGRES_UID),
+        dockerfile(paths, "postgres"),
         engine_version(paths),
         entrypoint,
         *POSTGRES_ROOTFS.packages,
@@ -244,36 +176,19 @@ def build_engine_images(paths: Paths, docker: DockerClient) -> EngineImages:
     sbom_file = paths.cache / "engine-site" / f"{site.name}.cdx.json"
     sbom_file.write_text(sbom.cyclonedx("engine-api", version, components))
 
-    dockerfile = RUNTIME_DOCKERFILE.format(
-        base=runtime_base,
-        uid=ENGINE_UID,
-        version=version,
-        revision=rev,
-        pruned_stdlib=" ".join(PRUNED_STDLIB),
-        pruned_libs=" ".join(PRUNED_LIBS),
-    )
-    context = BuildContext(dockerfile)
+    context = BuildContext(dockerfile(paths, "api"))
     context.add("site-packages", site)
     context.add("sbom.cdx.json", sbom_file, 0o644)
-    api_key = cache_key(dockerfile, site.name)
-    _build(docker, out.api, context, api_key, out)
+    api_args = {"BASE": runtime_base, "VERSION": version, "REVISION": rev}
+    api_key = _build(docker, out.api, context, api_args, out, site.name)
 
-    worker_dockerfile = WORKER_DOCKERFILE.format(api=out.api)
-    _build(
-        docker,
-        out.worker,
-        BuildContext(worker_dockerfile),
-        cache_key(worker_dockerfile, api_key),
-        out,
-    )
+    worker_context = BuildContext(dockerfile(paths, "worker"))
+    _build(docker, out.worker, worker_context, {"API_IMAGE": out.api}, out, api_key)
 
-    entrypoint = paths.repo / "engine" / "postgres" / "pg-entrypoint"
-    pg_dockerfile = POSTGRES_DOCKERFILE.format(
-        base=postgres_base, uid=POSTGRES_UID, version=version
-    )
-    pg_context = BuildContext(pg_dockerfile)
-    pg_context.add("pg-entrypoint", entrypoint, 0o755)
-    _build(docker, out.postgres, pg_context, postgres_key(paths), out)
+    pg_context = BuildContext(dockerfile(paths, "postgres"))
+    pg_context.add("pg-entrypoint", paths.repo / "engine" / "postgres" / "pg-entrypoint", 0o755)
+    pg_args = {"BASE": postgres_base, "VERSION": version}
+    _build(docker, out.postgres, pg_context, pg_args, out, postgres_key(paths))
     # One tag per commit would pile up on a nightly machine: keep only the current build.
     for current in (out.worker, out.api, out.postgres):
         for old in docker.remove_other_tags(current):

@@ -104,13 +104,20 @@ class DockerClient:
         if not self.image_exists(ref):
             raise BuildError(f"docker import of {tarball} did not produce {ref}")
 
-    def build(self, context: BuildContext, ref: str, labels: Mapping[str, str]) -> None:
+    def build(
+        self,
+        context: BuildContext,
+        ref: str,
+        labels: Mapping[str, str],
+        args: Mapping[str, str] | None = None,
+    ) -> None:
         """Build ``ref`` from ``context``; the build log goes to the debug log."""
         stream = self._client.api.build(
             fileobj=context.tar(),
             custom_context=True,
             tag=ref,
             labels=dict(labels),
+            buildargs=dict(args or {}),
             rm=True,
             forcerm=True,
             decode=True,

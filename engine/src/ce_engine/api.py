@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
@@ -21,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ce_engine import VERSION, auth, db, logs, metrics
+from ce_engine import VERSION, auth, db, drain, logs, metrics
 from ce_engine.config import Settings, from_environment, load_or_exit
 from ce_engine.validation import JOB, SESSION, THOUGHT, InvalidRequest, parse_json, validate
 
@@ -105,11 +106,16 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
-async def metrics_endpoint(request: Request) -> Response:
-    stats = pool(request).get_stats()
+def refresh_pool_gauges(connections: AsyncConnectionPool) -> None:
+    stats = connections.get_stats()
     metrics.DB_POOL_SIZE.set(stats.get("pool_size", 0))
     metrics.DB_POOL_AVAILABLE.set(stats.get("pool_available", 0))
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    refresh_pool_gauges(pool(request))
+    body, media_type = metrics.exposition()
+    return Response(body, media_type=media_type)
 
 
 async def info(request: Request) -> Response:
@@ -287,11 +293,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 log.warning("schema not applied yet (attempt %d): %s", attempt + 1, failure)
                 await asyncio.sleep(2)
         metrics.set_build_info(settings.revision, settings.environment)
+        drain.install(settings.drain_seconds, lambda: setattr(app.state, "draining", True))
+        gauges = asyncio.create_task(keep_pool_gauges_fresh(app.state.pool))
         log.info("engine-api started", extra={"fields": {"config": settings.redacted()}})
         yield
         app.state.draining = True
-        log.info("engine-api draining")
+        log.info("engine-api stopping")
+        gauges.cancel()
         await app.state.pool.close()
+        metrics.process_exited()
 
     async def http_error(request: Request, failure: Exception) -> Response:
         status = getattr(failure, "status_code", 500)
@@ -313,13 +323,33 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return app
 
 
+async def keep_pool_gauges_fresh(connections: AsyncConnectionPool) -> None:
+    """Each worker process publishes its own pool figures; /metrics sums them."""
+    while True:
+        refresh_pool_gauges(connections)
+        await asyncio.sleep(5)
+
+
+def app_factory() -> Starlette:
+    """What every server process runs (uvicorn imports it by name in each worker)."""
+    settings = load_or_exit("engine-api")
+    logs.configure("engine-api", settings.environment, settings.log_level)
+    return create_app(settings)
+
+
 def main() -> None:
     settings = load_or_exit("engine-api")
     logs.configure("engine-api", settings.environment, settings.log_level)
+    if settings.workers > 1:
+        # Set before the workers start, so their metrics go to files /metrics can sum.
+        os.environ[metrics.MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="engine-metrics-")
+    log.info("engine-api serving with %d worker process(es)", settings.workers)
     uvicorn.run(
-        create_app(settings),
+        "ce_engine.api:app_factory",
+        factory=True,
+        workers=settings.workers,
         host="0.0.0.0",
-        port=8080,
+        port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=20,
         server_header=False,

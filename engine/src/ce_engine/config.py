@@ -24,6 +24,9 @@ class Settings:
     db_pool_max: int = 5
     revision: str = "unknown"
     public_hostname: str = ""
+    workers: int = 1
+    port: int = 8080
+    drain_seconds: float = 0.0
 
     @property
     def issuer(self) -> str:
@@ -48,6 +51,13 @@ def _int(environ: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _bounded(environ: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _int(environ, name, default)
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
 def from_environment(environ: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)
     missing = [n for n in ("ENGINE_ENV", "ENGINE_DATABASE_URL", "ENGINE_JWT_KEY") if not env.get(n)]
@@ -65,6 +75,9 @@ def from_environment(environ: dict[str, str] | None = None) -> Settings:
         db_pool_max=_int(env, "ENGINE_DB_POOL_MAX", 5),
         revision=env.get("ENGINE_REVISION", "unknown"),
         public_hostname=env.get("ENGINE_PUBLIC_HOSTNAME", ""),
+        workers=_bounded(env, "ENGINE_WORKERS", 1, 1, 32),
+        port=_bounded(env, "ENGINE_PORT", 8080, 1, 65535),
+        drain_seconds=_bounded(env, "ENGINE_DRAIN_SECONDS", 0, 0, 60),
     )
 
 

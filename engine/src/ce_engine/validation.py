@@ -48,7 +48,7 @@ def validate(document: Any, schema: dict[str, Field]) -> dict[str, Any]:
         # bool is an int in Python; refuse it where a number is expected.
         if not isinstance(value, spec.kind) or isinstance(value, bool):
             raise InvalidRequest(422, "wrong_type", f"{name} must be {spec.kind.__name__}")
-        size = len(value) if isinstance(value, str) else value
+        size = len(value) if isinstance(value, str) else value if isinstance(value, int) else 0
         if not spec.minimum <= size <= spec.maximum:
             raise InvalidRequest(
                 422, "out_of_range", f"{name} must be within [{spec.minimum}, {spec.maximum}]"
