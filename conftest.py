@@ -32,6 +32,8 @@ pytest_plugins = [
     "steps.common.metrics_steps",
     "steps.common.resilience_steps",
     "steps.common.environment_steps",
+    "steps.common.rollout_steps",
+    "steps.common.autoscaling_steps",
     "steps.common.image_steps",
 ]
 

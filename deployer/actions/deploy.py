@@ -185,11 +185,18 @@ def wait_for_rollout(target: Target, namespace: str) -> None:
         )
 
 
-def deploy(paths: Paths, environment: str, target: Target) -> EngineImages:
-    """Build (cached), load the images into kind, apply the overlay and wait for the rollout."""
+def deploy(
+    paths: Paths, environment: str, target: Target, images: EngineImages | None = None
+) -> EngineImages:
+    """Load the images into kind, apply the overlay and wait for the rollout.
+
+    Without ``images`` this checkout's images are built (cached); with them, exactly
+    those tags are deployed (a promotion, a rollback, a release under test).
+    """
     check_environment(environment)
     log.info("==> Deploying %s", environment)
-    images = build_engine_images(paths, ensure_engine(paths))
+    if images is None:
+        images = build_engine_images(paths, ensure_engine(paths))
     if target.kind is not None and target.kind_cluster is not None:
         for image in (images.api, images.worker, images.postgres):
             target.kind.load_image(target.kind_cluster, image)

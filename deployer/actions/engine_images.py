@@ -133,9 +133,9 @@ def _build(
     return key
 
 
-def image_refs(paths: Paths) -> EngineImages:
+def image_refs(paths: Paths, rev: str | None = None) -> EngineImages:
     """The tags a build of this checkout produces: <engine version>-<git revision>."""
-    version, rev = engine_version(paths), revision(paths)
+    version, rev = engine_version(paths), rev or revision(paths)
     return EngineImages(
         api=f"ce.local/engine-api:{version}-{rev}",
         worker=f"ce.local/engine-worker:{version}-{rev}",
@@ -159,15 +159,20 @@ def postgres_ref(paths: Paths) -> str:
     return f"ce.local/engine-postgres:15-{engine_version(paths)}-{postgres_key(paths)[:10]}"
 
 
-def build_engine_images(paths: Paths, docker: DockerClient) -> EngineImages:
-    """engine-api, engine-worker and Postgres images, tagged <version>-<revision>."""
+def build_engine_images(paths: Paths, docker: DockerClient, rev: str | None = None) -> EngineImages:
+    """engine-api, engine-worker and Postgres images, tagged <version>-<revision>.
+
+    ``rev`` overrides the git revision (a release candidate built beside the
+    current build); older tags are then kept, since the current one is in use.
+    """
     log.info("==> Engine images")
     versions = load_versions(paths)
     suite, mirror = versions.debian.suite, versions.debian.mirror
     runtime_base = rootfs.ensure_image(ENGINE_RUNTIME_ROOTFS, suite, mirror, paths.rootfs, docker)
     postgres_base = rootfs.ensure_image(POSTGRES_ROOTFS, suite, mirror, paths.rootfs, docker)
-    version, rev = engine_version(paths), revision(paths)
-    out = image_refs(paths)
+    version = engine_version(paths)
+    release = rev or revision(paths)
+    out = image_refs(paths, release)
 
     site = site_packages(paths)
     components = sbom.python_components(site)
@@ -179,7 +184,7 @@ def build_engine_images(paths: Paths, docker: DockerClient) -> EngineImages:
     context = BuildContext(dockerfile(paths, "api"))
     context.add("site-packages", site)
     context.add("sbom.cdx.json", sbom_file, 0o644)
-    api_args = {"BASE": runtime_base, "VERSION": version, "REVISION": rev}
+    api_args = {"BASE": runtime_base, "VERSION": version, "REVISION": release}
     api_key = _build(docker, out.api, context, api_args, out, site.name)
 
     worker_context = BuildContext(dockerfile(paths, "worker"))
@@ -189,6 +194,8 @@ def build_engine_images(paths: Paths, docker: DockerClient) -> EngineImages:
     pg_context.add("pg-entrypoint", paths.repo / "engine" / "postgres" / "pg-entrypoint", 0o755)
     pg_args = {"BASE": postgres_base, "VERSION": version}
     _build(docker, out.postgres, pg_context, pg_args, out, postgres_key(paths))
+    if rev is not None:
+        return out
     # One tag per commit would pile up on a nightly machine: keep only the current build.
     for current in (out.worker, out.api, out.postgres):
         for old in docker.remove_other_tags(current):

@@ -1,5 +1,6 @@
 """Bounded HTTP client run inside a pod: GET a URL every INTERVAL seconds, at most
-COUNT times or DURATION seconds, one JSON line per request (time, ok, detail)."""
+COUNT times or DURATION seconds, one JSON line per request (time, ok, detail).
+A new connection per request, so every request goes through the Service's routing."""
 
 import json
 import os
@@ -12,6 +13,7 @@ INTERVAL = float(os.environ.get("INTERVAL", "0.2"))
 COUNT = int(os.environ.get("COUNT", "1500"))
 DURATION = float(os.environ.get("DURATION", "300"))
 TIMEOUT = float(os.environ.get("TIMEOUT", "2"))
+TOKEN = os.environ.get("TOKEN", "")
 
 
 def main() -> None:
@@ -21,7 +23,10 @@ def main() -> None:
             break
         sent = time.time()
         try:
-            with urllib.request.urlopen(URL, timeout=TIMEOUT) as response:
+            request = urllib.request.Request(URL)
+            if TOKEN:
+                request.add_header("Authorization", f"Bearer {TOKEN}")
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
                 ok, detail = response.status == 200, response.read(200).decode(errors="replace")
         except Exception as error:  # noqa: BLE001 - every failure is data here
             ok, detail = False, f"{type(error).__name__}: {error}"

@@ -13,7 +13,7 @@ from pytest_bdd import given, parsers, then, when
 
 from deployer.actions.deploy import render
 from deployer.lower import proc
-from deployer.lower.waiting import wait_until
+from steps.support import workloads
 from steps.support.differences import differences, load_allowed
 from steps.support.environments import Environment, Environments, http
 from steps.support.kube import Kube
@@ -258,45 +258,9 @@ def run_load(kube: Kube, environment: Environment, path: str, image: str) -> dic
     env = {**LOAD, "URL": f"{environment.api_url}{path}", "TOKEN": environment.token("reader")}
     kube.create(
         environment.client_namespace,
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name},
-            "spec": {
-                "restartPolicy": "Never",
-                "activeDeadlineSeconds": 120,
-                "containers": [
-                    {
-                        "name": "load",
-                        "image": image,
-                        "imagePullPolicy": "IfNotPresent",
-                        "command": ["python3", "/probe/http_load.py"],
-                        "env": [{"name": k, "value": v} for k, v in env.items()],
-                        "volumeMounts": [{"name": "probe", "mountPath": "/probe"}],
-                    }
-                ],
-                "volumes": [{"name": "probe", "configMap": {"name": "probe-assets"}}],
-            },
-        },
+        workloads.script_pod(name, "http_load.py", env, image, deadline_s=120),
     )
-
-    def finished() -> dict[str, Any] | None:
-        pod = kube.core.read_namespaced_pod(name, environment.client_namespace)
-        if pod.status.phase not in ("Succeeded", "Failed"):
-            return None
-        output = kube.logs(environment.client_namespace, name).strip()
-        if pod.status.phase == "Failed" or not output.startswith("{"):
-            return {"failed": output[-500:] or pod.status.phase}
-        summary: dict[str, Any] = json.loads(output.splitlines()[-1])
-        return summary
-
-    summary, _ = wait_until(
-        finished, timeout=180, interval=2, describe=f"load on {environment.name}"
-    )
-    assert "failed" not in summary, (
-        f"the load pod failed in {environment.name}: {summary['failed']}"
-    )
-    return summary
+    return kube.summary_of(environment.client_namespace, name, timeout=180)
 
 
 @when(
@@ -305,16 +269,29 @@ def run_load(kube: Kube, environment: Environment, path: str, image: str) -> dic
 def _(
     kube: Kube, environment_pair: tuple[Environment, Environment], toolbox_image: str
 ) -> dict[str, dict[str, Any]]:
-    return {
-        env.name: run_load(kube, env, "/v1/sessions", toolbox_image) for env in environment_pair
-    }
+    results = {}
+    for env in environment_pair:
+        restarts_before = api_restarts(kube, env)
+        results[env.name] = run_load(kube, env, "/v1/sessions", toolbox_image)
+        results[env.name]["api_restarts"] = api_restarts(kube, env) - restarts_before
+    return results
+
+
+def api_restarts(kube: Kube, environment: Environment) -> int:
+    """Container restarts of the environment's engine-api pods (a failed probe under load shows)."""
+    pods = kube.core.list_namespaced_pod(
+        environment.namespace, label_selector="app.kubernetes.io/name=engine-api"
+    ).items
+    return sum(
+        status.restart_count for pod in pods for status in (pod.status.container_statuses or [])
+    )
 
 
 @then("production serves more requests per second with a lower p99 latency than dev")
 def _(load_results: dict[str, dict[str, Any]], record_figure: RecordFigure) -> None:
     dev, production = load_results["dev"], load_results["production"]
     for name, result in load_results.items():
-        for key in ("rps", "p50_ms", "p99_ms", "errors", "requests", "error_kinds"):
+        for key in ("rps", "p50_ms", "p99_ms", "errors", "requests", "error_kinds", "api_restarts"):
             record_figure(f"{name}_{key}", result[key])
     for name, result in load_results.items():
         # Generous: a few connection resets under saturation are noise on 2 shared cores;

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -159,17 +158,12 @@ def _(
 
 
 @then("the service kept answering while it healed")
-def _(kube: Kube, namespace: str, traffic: Traffic, record_figure: RecordFigure) -> None:
+def _(kube: Kube, traffic: Traffic, record_figure: RecordFigure) -> None:
     __tracebackhide__ = True
     healed_at = time.time()
 
     def requests_logged() -> list[dict[str, Any]]:
-        lines = [
-            json.loads(line)
-            for line in kube.logs(namespace, traffic.pod).splitlines()
-            if line.startswith("{")
-        ]
-        logged = [line for line in lines if "seq" in line]
+        logged = traffic.requests(kube)
         return logged if logged and logged[-1]["t"] >= healed_at + OBSERVE_AFTER_HEALING_S else []
 
     requests, _ = wait_until(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from pytest_bdd import given, parsers
 
@@ -41,8 +43,14 @@ class ServiceUnderTest:
 
 @dataclass(frozen=True)
 class Traffic:
+    namespace: str
     pod: str
     started_at: float
+
+    def requests(self, kube: Kube) -> list[dict[str, Any]]:
+        """Every request the client has logged so far (one JSON line each)."""
+        lines = kube.logs(self.namespace, self.pod).splitlines()
+        return [json.loads(line) for line in lines if line.startswith('{"seq"')]
 
 
 def worker_nodes(kube: Kube) -> list[str]:
@@ -100,4 +108,4 @@ def _(
         ),
     )
     kube.wait_pods_ready(namespace, ["traffic"], timeout=120)
-    return Traffic("traffic", time.time())
+    return Traffic(namespace, "traffic", time.time())

@@ -18,6 +18,8 @@ import jwt
 from kubernetes import client
 
 from deployer.actions import deploy as deploy_action
+from deployer.actions import engine_images
+from deployer.actions.engine import ensure_engine
 from deployer.actions.engine_images import EngineImages
 from deployer.settings import Paths
 from steps.support.kube import Kube
@@ -53,6 +55,19 @@ class Environment:
         return jwt.encode(claims, self.jwt_key, algorithm="HS256")
 
 
+@dataclass(frozen=True)
+class Rollout:
+    """One deploy of given images to a live environment, with its wall-clock span."""
+
+    images: EngineImages
+    started: float
+    finished: float
+
+    @property
+    def seconds(self) -> float:
+        return round(self.finished - self.started, 1)
+
+
 @dataclass
 class HttpResult:
     status: int
@@ -79,6 +94,19 @@ class Environments:
             client_ns, pod = self._client(name)
             self.deployed[name] = Environment(name, namespace, images, client_ns, pod, key)
         return self.deployed[name]
+
+    def build_candidate(self, label: str) -> EngineImages:
+        """A new engine version beside the current one: same code, its own revision and tag."""
+        current = engine_images.revision(self.paths)
+        return engine_images.build_engine_images(
+            self.paths, ensure_engine(self.paths), rev=f"{current}-{label}"
+        )
+
+    def roll_out(self, environment: Environment, images: EngineImages) -> Rollout:
+        """Deploy ``images`` to an environment already up; time it until the rollout is done."""
+        started = time.time()
+        deploy_action.deploy(self.paths, environment.name, self.target, images=images)
+        return Rollout(images, started, time.time())
 
     def _client(self, environment: str) -> tuple[str, str]:
         """A namespace with the access label of ``environment`` and a pod to send requests from."""

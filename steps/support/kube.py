@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,10 @@ class Kube:
     @property
     def apps(self) -> client.AppsV1Api:
         return client.AppsV1Api(self.api)
+
+    @property
+    def autoscaling(self) -> client.AutoscalingV2Api:
+        return client.AutoscalingV2Api(self.api)
 
     @property
     def networking(self) -> client.NetworkingV1Api:
@@ -97,6 +102,24 @@ class Kube:
         )
         text: str = response.data.decode(errors="replace")
         return text
+
+    def summary_of(self, namespace: str, pod: str, timeout: float) -> dict[str, Any]:
+        """Wait for a run-once pod to end; return the JSON summary on its last log line."""
+
+        def finished() -> dict[str, Any] | None:
+            status = self.core.read_namespaced_pod(pod, namespace).status
+            if status.phase not in ("Succeeded", "Failed"):
+                return None
+            output = self.logs(namespace, pod).strip()
+            last = output.splitlines()[-1] if output else ""
+            if status.phase == "Failed" or not last.startswith("{"):
+                return {"failed": output[-500:] or status.phase}
+            summary: dict[str, Any] = json.loads(last)
+            return summary
+
+        summary, _ = wait_until(finished, timeout=timeout, interval=2, describe=f"{pod} to finish")
+        assert "failed" not in summary, f"{namespace}/{pod} failed: {summary['failed']}"
+        return summary
 
     def create(self, namespace: str, manifest: dict[str, Any]) -> None:
         """Create one object from a manifest dict (Pod, Service, ConfigMap, Deployment, ...)."""

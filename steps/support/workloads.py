@@ -111,7 +111,13 @@ def service(name: str, app: str) -> dict[str, Any]:
 
 
 def traffic_pod(
-    name: str, url: str, image: str, interval_s: float, duration_s: float, count: int
+    name: str,
+    url: str,
+    image: str,
+    interval_s: float,
+    duration_s: float,
+    count: int,
+    token: str = "",
 ) -> dict[str, Any]:
     """A bounded client that GETs ``url`` and logs one JSON line per request."""
     volume, mount = _probe_volume()
@@ -121,6 +127,7 @@ def traffic_pod(
         "DURATION": str(duration_s),
         "COUNT": str(count),
         "TIMEOUT": "2",
+        "TOKEN": token,
     }
     return {
         "apiVersion": "v1",
@@ -135,6 +142,33 @@ def traffic_pod(
                     "image": image,
                     "imagePullPolicy": "IfNotPresent",
                     "command": ["python3", "-u", "/probe/http_probe.py"],
+                    "env": [{"name": k, "value": v} for k, v in env.items()],
+                    "volumeMounts": [mount],
+                }
+            ],
+            "volumes": [volume],
+        },
+    }
+
+
+def script_pod(
+    name: str, script: str, env: dict[str, str], image: str, deadline_s: int
+) -> dict[str, Any]:
+    """A run-once pod that runs one of the probe scripts and prints a JSON summary line."""
+    volume, mount = _probe_volume()
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {PROBE_LABEL: Path(script).stem}},
+        "spec": {
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": deadline_s,
+            "containers": [
+                {
+                    "name": "run",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["python3", "-u", f"/probe/{script}"],
                     "env": [{"name": k, "value": v} for k, v in env.items()],
                     "volumeMounts": [mount],
                 }
