@@ -6,6 +6,8 @@ import os
 import time
 import urllib.request
 
+from admission import wait_admitted
+
 URL = os.environ["URL"]
 TOKEN = os.environ["TOKEN"]
 RATE = float(os.environ.get("RATE", "4"))
@@ -26,6 +28,7 @@ def submit(sequence: int) -> str:
 
 
 def main() -> None:
+    admitted_after = wait_admitted(URL, TOKEN)  # a GET: 405 is an answer, nothing is queued
     started = time.monotonic()
     submitted, errors = 0, dict[str, int]()
     sequence = 0
@@ -38,7 +41,12 @@ def main() -> None:
             errors[failure] = errors.get(failure, 0) + 1
         else:
             submitted += 1
-    summary = {"submitted": submitted, "errors": sum(errors.values()), "error_kinds": errors}
+    summary = {
+        "submitted": submitted,
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+        "admitted_after_s": round(admitted_after, 1),
+    }
     print(json.dumps(summary), flush=True)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from pytest_bdd import parsers, then, when
 
@@ -28,7 +29,7 @@ class JobLoad:
     duration_s: int
     min_replicas: int
     peak_replicas: int = 0
-    summary: dict[str, int] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
 
 
 def ready_workers(kube: Kube, namespace: str) -> int:
@@ -84,6 +85,10 @@ def _(kube: Kube, environment: Environment, load: JobLoad, record_figure: Record
     load.summary = kube.summary_of(load.namespace, load.pod, timeout=30)
     record_figure("jobs_submitted", load.summary["submitted"])
     record_figure("job_submissions_failed", load.summary["errors"])
+    record_figure("job_submission_errors", load.summary["error_kinds"])
+    record_figure(
+        "seconds_until_network_policy_admitted_the_new_client", load.summary["admitted_after_s"]
+    )
     record_figure("peak_ready_workers", load.peak_replicas)
     sent = load.summary["submitted"] + load.summary["errors"]
     assert load.summary["errors"] <= MAX_SUBMIT_ERROR_RATIO * sent, (

@@ -250,6 +250,16 @@ def _(
 
 LOAD = {"CONCURRENCY": "8", "DURATION": "25", "MAX_REQUESTS": "60000"}
 MAX_ERROR_RATIO = 0.01
+LOAD_FIGURES = (
+    "rps",
+    "p50_ms",
+    "p99_ms",
+    "errors",
+    "requests",
+    "error_kinds",
+    "api_restarts",
+    "admitted_after_s",
+)
 
 
 def run_load(kube: Kube, environment: Environment, path: str, image: str) -> dict[str, Any]:
@@ -291,7 +301,16 @@ def api_restarts(kube: Kube, environment: Environment) -> int:
 def _(load_results: dict[str, dict[str, Any]], record_figure: RecordFigure) -> None:
     dev, production = load_results["dev"], load_results["production"]
     for name, result in load_results.items():
-        for key in ("rps", "p50_ms", "p99_ms", "errors", "requests", "error_kinds", "api_restarts"):
+        for key in (
+            "rps",
+            "p50_ms",
+            "p99_ms",
+            "errors",
+            "requests",
+            "error_kinds",
+            "api_restarts",
+            "admitted_after_s",
+        ):
             record_figure(f"{name}_{key}", result[key])
     for name, result in load_results.items():
         # Generous: a few connection resets under saturation are noise on 2 shared cores;
