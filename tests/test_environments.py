@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from deployer.actions import deploy
-from deployer.errors import ConfigError
+from deployer.errors import CommandError, ConfigError
 from deployer.settings import default_paths
 from steps.support.differences import differences, load_allowed
 
@@ -46,3 +46,42 @@ def test_any_other_difference_is_reported() -> None:
 def test_an_object_missing_on_one_side_is_reported(tmp_path: Path) -> None:
     found = differences(objects(2, "a", "x"), [], [])
     assert found == ["Deployment/engine-api: only in one environment"]
+
+
+def test_a_statefulset_with_changed_immutable_fields_is_recreated_keeping_its_pods(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[list[str]] = []
+
+    def fake_run(command: list[object], **_: object) -> str:
+        argv = [str(part) for part in command]
+        calls.append(argv)
+        if "apply" in argv and sum("apply" in c for c in calls) == 1:
+            raise CommandError(
+                argv,
+                "exited with status 1",
+                'The StatefulSet "engine-postgres" is invalid: spec: Forbidden: '
+                "updates to statefulset spec for fields other than 'replicas' are forbidden",
+            )
+        return ""
+
+    monkeypatch.setattr(deploy.proc, "run", fake_run)
+    target = deploy.Target(kubeconfig=Path("kubeconfig"), kubectl=Path("kubectl"))
+    statefulset = {
+        "kind": "StatefulSet",
+        "metadata": {"name": "engine-postgres", "namespace": "ce-dev"},
+    }
+    deploy.apply(target, [statefulset])
+    verbs = [next(v for v in ("apply", "delete") if v in c) for c in calls]
+    assert verbs == ["apply", "delete", "apply"]
+    assert "--cascade=orphan" in calls[1] and "engine-postgres" in calls[1]
+
+
+def test_other_apply_failures_are_not_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_run(command: list[object], **_: object) -> str:
+        raise CommandError([str(c) for c in command], "exited with status 1", "denied")
+
+    monkeypatch.setattr(deploy.proc, "run", fake_run)
+    target = deploy.Target(kubeconfig=Path("kubeconfig"), kubectl=Path("kubectl"))
+    with pytest.raises(CommandError, match="denied"):
+        deploy.apply(target, [{"kind": "Service", "metadata": {"name": "x"}}])
