@@ -33,6 +33,7 @@ class EngineImages:
     api: str = ""
     worker: str = ""
     postgres: str = ""
+    revision: str = ""
     rebuilt: list[str] = field(default_factory=list)
     image_bytes: dict[str, int] = field(default_factory=dict)
 
@@ -140,6 +141,7 @@ def image_refs(paths: Paths, rev: str | None = None) -> EngineImages:
         api=f"ce.local/engine-api:{version}-{rev}",
         worker=f"ce.local/engine-worker:{version}-{rev}",
         postgres=postgres_ref(paths),
+        revision=rev,
     )
 
 

@@ -84,10 +84,19 @@ class Environments:
     target: deploy_action.Target
     toolbox_image: str
     deployed: dict[str, Environment] = field(default_factory=dict)
+    images: EngineImages | None = None
+
+    def session_images(self) -> EngineImages:
+        """Built once per session: every environment runs the same build, even if HEAD moves."""
+        if self.images is None:
+            self.images = engine_images.build_engine_images(self.paths, ensure_engine(self.paths))
+        return self.images
 
     def ensure(self, name: str) -> Environment:
         if name not in self.deployed:
-            images = deploy_action.deploy(self.paths, name, self.target)
+            images = deploy_action.deploy(
+                self.paths, name, self.target, images=self.session_images()
+            )
             namespace = deploy_action.namespace_for(name)
             secret = self.kube.core.read_namespaced_secret(deploy_action.SECRET_NAME, namespace)
             key = base64.b64decode(secret.data["jwt-key"]).decode()
@@ -97,7 +106,7 @@ class Environments:
 
     def build_candidate(self, label: str) -> EngineImages:
         """A new engine version beside the current one: same code, its own revision and tag."""
-        current = engine_images.revision(self.paths)
+        current = self.session_images().revision
         return engine_images.build_engine_images(
             self.paths, ensure_engine(self.paths), rev=f"{current}-{label}"
         )
