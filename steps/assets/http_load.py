@@ -1,5 +1,9 @@
-"""Bounded closed-loop HTTP load run inside a pod: CONCURRENCY keep-alive clients GET URL
-for DURATION seconds (at most MAX_REQUESTS in total); prints one JSON summary line."""
+"""Bounded HTTP load run inside a pod: CONCURRENCY keep-alive clients GET URL for DURATION
+seconds (at most MAX_REQUESTS in total); prints one JSON summary line.
+
+RATE=0: closed loop, each client sends as soon as it has its answer (capacity).
+RATE>0: fixed arrival rate shared by the clients; latency is counted from the time a
+request was due, so a server that falls behind shows it (no coordinated omission)."""
 
 import http.client
 import json
@@ -16,6 +20,7 @@ TOKEN = os.environ.get("TOKEN", "")
 CONCURRENCY = int(os.environ.get("CONCURRENCY", "8"))
 DURATION = float(os.environ.get("DURATION", "20"))
 MAX_REQUESTS = int(os.environ.get("MAX_REQUESTS", "20000"))
+RATE = float(os.environ.get("RATE", "0"))
 
 latencies: list[float] = []
 errors = [0]
@@ -23,14 +28,23 @@ error_kinds: dict[str, int] = {}
 lock = threading.Lock()
 
 
-def client(deadline: float) -> None:
+def client(index: int, begin: float, deadline: float) -> None:
     connection = http.client.HTTPConnection(HOST, URL.port or 80, timeout=5)
     headers = {"Authorization": f"Bearer {TOKEN}"} if TOKEN else {}
+    sequence = 0
     while time.monotonic() < deadline:
         with lock:
             if len(latencies) + errors[0] >= MAX_REQUESTS:
                 return
-        started = time.monotonic()
+        if RATE > 0:
+            due = begin + (sequence * CONCURRENCY + index) / RATE
+            sequence += 1
+            if due >= deadline:
+                return
+            time.sleep(max(0.0, due - time.monotonic()))
+            started = due
+        else:
+            started = time.monotonic()
         try:
             connection.request("GET", URL.path or "/", headers=headers)
             response = connection.getresponse()
@@ -56,7 +70,8 @@ def main() -> None:
     admitted_after = wait_admitted(URL.geturl(), TOKEN)
     started = time.monotonic()
     threads = [
-        threading.Thread(target=client, args=(started + DURATION,)) for _ in range(CONCURRENCY)
+        threading.Thread(target=client, args=(index, started, started + DURATION))
+        for index in range(CONCURRENCY)
     ]
     for thread in threads:
         thread.start()
@@ -78,6 +93,7 @@ def main() -> None:
                 "p50_ms": round(percentile(0.50) * 1000, 1),
                 "p99_ms": round(percentile(0.99) * 1000, 1),
                 "concurrency": CONCURRENCY,
+                "rate": RATE,
                 "admitted_after_s": round(admitted_after, 1),
                 "error_kinds": error_kinds,
             }

@@ -30,7 +30,9 @@ def main() -> None:
                 ok, detail = response.status == 200, response.read(200).decode(errors="replace")
         except Exception as error:  # noqa: BLE001 - every failure is data here
             ok, detail = False, f"{type(error).__name__}: {error}"
-        print(json.dumps({"seq": sequence, "t": sent, "ok": ok, "detail": detail}), flush=True)
+        elapsed_ms = round((time.time() - sent) * 1000, 1)
+        line = {"seq": sequence, "t": sent, "ok": ok, "ms": elapsed_ms, "detail": detail}
+        print(json.dumps(line), flush=True)
         time.sleep(max(0.0, INTERVAL - (time.time() - sent)))
     print(json.dumps({"done": True}), flush=True)
     sys.exit(0)

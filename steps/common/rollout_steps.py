@@ -34,6 +34,9 @@ def _(kube: Kube, environment: Environment, toolbox_image: str) -> Traffic:
             duration_s=600,
             count=12000,
             token=environment.token("reader"),
+            # A late answer is not downtime: it is recorded as latency. A request to a
+            # pod that is gone never gets an answer and still fails after 10 s.
+            timeout_s=10,
         ),
     )
     kube.wait_pods_ready(environment.client_namespace, [name], timeout=120)
@@ -100,6 +103,8 @@ def _(kube: Kube, traffic: Traffic, rollouts: list[Rollout], record_figure: Reco
     failed = [r for r in during if not r["ok"]]
     record_figure("requests_during_rollouts", len(during))
     record_figure("failed_requests_during_rollouts", len(failed))
+    slowest = max((r["ms"] for r in during), default=0.0)
+    record_figure("slowest_request_during_rollouts_ms", slowest)
     assert len(during) >= MIN_REQUESTS_DURING_ROLLOUTS, (
         f"only {len(during)} requests were sent during the rollouts"
     )

@@ -118,6 +118,7 @@ def traffic_pod(
     duration_s: float,
     count: int,
     token: str = "",
+    timeout_s: float = 2,
 ) -> dict[str, Any]:
     """A bounded client that GETs ``url`` and logs one JSON line per request."""
     volume, mount = _probe_volume()
@@ -126,7 +127,7 @@ def traffic_pod(
         "INTERVAL": str(interval_s),
         "DURATION": str(duration_s),
         "COUNT": str(count),
-        "TIMEOUT": "2",
+        "TIMEOUT": str(timeout_s),
         "TOKEN": token,
     }
     return {
