@@ -249,11 +249,11 @@ def _(
 
 
 # Two phases per environment, the same for both: capacity (closed loop, as fast as the
-# clients can go) and latency at one fixed arrival rate, 80 % of dev's capacity. p99 at
+# clients can go) and latency at one fixed arrival rate, 90 % of dev's capacity. p99 at
 # saturation is mostly CPU-scheduling noise on 2 shared cores; at a fixed rate it shows
 # whether the environment has headroom.
 LOAD = {"CONCURRENCY": "8", "DURATION": "15", "MAX_REQUESTS": "60000"}
-LATENCY_RATE_OF_DEV_CAPACITY = 0.8
+LATENCY_RATE_OF_DEV_CAPACITY = 0.9
 MAX_ERROR_RATIO = 0.01
 
 
