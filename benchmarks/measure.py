@@ -70,6 +70,16 @@ def image_sizes() -> dict[str, int]:
     return sizes
 
 
+def scenario_figures() -> dict[str, Any]:
+    """What each requirement's scenarios measured in the acceptance run just made."""
+    report = json.loads((ROOT / "reports" / "latest" / "requirements.json").read_text())
+    return {
+        requirement: entry["figures"]
+        for requirement, entry in report["requirements"].items()
+        if entry.get("figures")
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -89,6 +99,7 @@ def main() -> int:
         figures["acceptance_run_s"] = timed(
             [PYTHON, "-m", "pytest", "steps", "--acceptance-report", "-p", "no:cacheprovider", "-q"]
         )
+        figures["scenario_figures"] = scenario_figures()
     figures["image_bytes"] = image_sizes()
     budgets = tomllib.loads((ROOT / "benchmarks" / "budgets.toml").read_text())
     result = {
