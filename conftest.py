@@ -34,6 +34,7 @@ pytest_plugins = [
     "steps.common.environment_steps",
     "steps.common.rollout_steps",
     "steps.common.autoscaling_steps",
+    "steps.common.auth_steps",
     "steps.common.image_steps",
 ]
 

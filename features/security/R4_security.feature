@@ -19,12 +19,14 @@ Feature: R4 - Secure by design (security officer)
     Then no engine secret appears in a pod spec, an image or a log
     And only the engine's own service accounts can read its secrets
 
-  @R4.4 @security @not_implemented
+  @R4.4 @security
   Scenario: Authentication and authorisation are enforced
-    Given the "dev" environment is deployed
+    Given a running cluster
+    And the "dev" environment is deployed
     Then a request without a token is refused with 401
     And a request with a forged token is refused with 401
     And a reader's write is refused with 403
+    And the Kubernetes API refuses an anonymous request for the environment's secrets
 
   @R4.5 @security @not_implemented
   Scenario: Security-relevant actions are audited

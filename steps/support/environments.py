@@ -41,18 +41,26 @@ class Environment:
     def api_url(self) -> str:
         return f"http://engine-api.{self.namespace}.svc.cluster.local:8080"
 
-    def token(self, role: str, subject: str = "acceptance-suite") -> str:
+    def token(
+        self,
+        role: str,
+        subject: str = "acceptance-suite",
+        key: str | None = None,
+        lifetime_s: int = 900,
+    ) -> str:
+        """A bearer token for this environment; ``key``/``lifetime_s`` forge bad ones on purpose."""
         now = int(time.time())
+        issued = min(now, now + lifetime_s - 60)  # an expired token was also issued earlier
         claims = {
             "sub": subject,
             "role": role,
             "iss": f"consciousness-engine/{self.name}",
             "aud": AUDIENCE,
-            "iat": now,
-            "nbf": now,
-            "exp": now + 900,
+            "iat": issued,
+            "nbf": issued,
+            "exp": now + lifetime_s,
         }
-        return jwt.encode(claims, self.jwt_key, algorithm="HS256")
+        return jwt.encode(claims, key or self.jwt_key, algorithm="HS256")
 
 
 @dataclass(frozen=True)
@@ -168,10 +176,12 @@ def http(
     token: str | None = None,
     body: Any = None,
     timeout_s: int = 5,
+    curl_args: tuple[str, ...] = (),
 ) -> HttpResult:
     """One HTTP request sent from a pod with curl; connection failures come back as status 0."""
     command = [
         "curl",
+        *curl_args,
         "-s",
         "-m",
         str(timeout_s),
