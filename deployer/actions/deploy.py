@@ -134,31 +134,30 @@ def apply(target: Target, documents: list[dict[str, Any]]) -> None:
         _server_side_apply(target, documents)
 
 
-def _kubectl(target: Target, *arguments: str) -> str:
+def _kubectl(
+    target: Target, *arguments: str, timeout: float = 120, input_text: str | None = None
+) -> str:
+    """kubectl against the target's kubeconfig (the one way this module calls it)."""
     return proc.run(
         [target.kubectl, "--kubeconfig", target.kubeconfig, *arguments],
-        timeout=120,
-        describe="kubectl " + " ".join(arguments),
+        timeout=timeout,
+        input_text=input_text,
+        describe="kubectl " + " ".join(arguments[:4]),
     )
 
 
 def _server_side_apply(target: Target, documents: list[dict[str, Any]]) -> None:
-    proc.run(
-        [
-            target.kubectl,
-            "--kubeconfig",
-            target.kubeconfig,
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager",
-            FIELD_MANAGER,
-            "-f",
-            "-",
-        ],
-        input_text=yaml.safe_dump_all(documents),
+    _kubectl(
+        target,
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager",
+        FIELD_MANAGER,
+        "-f",
+        "-",
         timeout=180,
-        describe="kubectl apply",
+        input_text=yaml.safe_dump_all(documents),
     )
 
 
@@ -168,20 +167,15 @@ def wait_for_rollout(target: Target, namespace: str) -> None:
         "deployment/engine-api",
         "deployment/engine-worker",
     ):
-        proc.run(
-            [
-                target.kubectl,
-                "--kubeconfig",
-                target.kubeconfig,
-                "-n",
-                namespace,
-                "rollout",
-                "status",
-                workload,
-                f"--timeout={ROLLOUT_TIMEOUT}s",
-            ],
+        _kubectl(
+            target,
+            "-n",
+            namespace,
+            "rollout",
+            "status",
+            workload,
+            f"--timeout={ROLLOUT_TIMEOUT}s",
             timeout=ROLLOUT_TIMEOUT + 30,
-            describe=f"rollout {workload}",
         )
 
 

@@ -3,40 +3,14 @@
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
 
 import jwt
 from pytest_bdd import then
 
-from steps.support.environments import Environment, HttpResult, http
+from steps.support.environments import Environment, http, session_titles, write_session
 from steps.support.kube import Kube
 from steps.support.report import RecordFigure
-
-
-def post_session(kube: Kube, environment: Environment, token: str | None, title: str) -> HttpResult:
-    return http(
-        kube,
-        environment.client_namespace,
-        environment.client_pod,
-        "POST",
-        f"{environment.api_url}/v1/sessions",
-        token,
-        {"title": title},
-    )
-
-
-def stored_titles(kube: Kube, environment: Environment) -> set[str]:
-    listed = http(
-        kube,
-        environment.client_namespace,
-        environment.client_pod,
-        "GET",
-        f"{environment.api_url}/v1/sessions",
-        environment.token("reader"),
-    )
-    assert listed.status == 200, f"the reader could not list sessions: {listed}"
-    return {session["title"] for session in listed.body["sessions"]}
 
 
 def assert_refused(
@@ -45,40 +19,29 @@ def assert_refused(
     """Every attempt gets ``status`` with a JSON error, and none of them stores anything."""
     titles = {name: f"refused-{name}-{uuid.uuid4().hex[:8]}" for name in attempts}
     got = {
-        name: post_session(kube, environment, token, titles[name])
+        name: write_session(kube, environment, token, titles[name])
         for name, token in attempts.items()
     }
     wrong = {name: (r.status, r.body) for name, r in got.items() if r.status != status}
     assert not wrong, f"expected {status} for every attempt, got {wrong}"
     assert all(isinstance(r.body, dict) and "error" in r.body for r in got.values()), got
-    leaked = set(titles.values()) & stored_titles(kube, environment)
+    leaked = set(titles.values()) & session_titles(kube, environment)
     assert not leaked, f"refused requests stored data: {leaked}"
 
 
 @then("a request without a token is refused with 401")
 def _(kube: Kube, environment: Environment) -> None:
     # Control: the same write with a writer's token is accepted, so the refusals below mean it.
-    accepted = post_session(kube, environment, environment.token("writer"), "control")
+    accepted = write_session(kube, environment, environment.token("writer"), "control")
     assert accepted.status == 201, f"a writer's write was not accepted: {accepted}"
     assert_refused(kube, environment, {"no_token": None, "garbage": "not-a-jwt"}, 401)
 
 
 @then("a request with a forged token is refused with 401")
 def _(kube: Kube, environment: Environment) -> None:
-    now = int(time.time())
-    unsigned = jwt.encode(
-        {
-            "sub": "mallory",
-            "role": "admin",
-            "iss": f"consciousness-engine/{environment.name}",
-            "aud": "engine-api",
-            "iat": now,
-            "nbf": now,
-            "exp": now + 600,
-        },
-        "",
-        algorithm="none",
-    )
+    # A well-formed admin token with its signature stripped ("alg": "none").
+    claims = jwt.decode(environment.token("admin", "mallory"), options={"verify_signature": False})
+    unsigned = jwt.encode(claims, "", algorithm="none")
     attempts: dict[str, str | None] = {
         "other_key": environment.token("admin", "mallory", key=secrets.token_urlsafe(48)),
         "alg_none": unsigned,

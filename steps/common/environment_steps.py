@@ -15,7 +15,13 @@ from deployer.actions.deploy import render
 from deployer.lower import proc
 from steps.support import workloads
 from steps.support.differences import differences, load_allowed
-from steps.support.environments import Environment, Environments, http
+from steps.support.environments import (
+    Environment,
+    Environments,
+    http,
+    session_titles,
+    write_session,
+)
 from steps.support.kube import Kube
 from steps.support.report import RecordFigure
 
@@ -113,41 +119,16 @@ def _(
 def _(kube: Kube, environment_pair: tuple[Environment, Environment]) -> str:
     staging, _ = environment_pair
     title = f"staging-only-{uuid.uuid4().hex[:8]}"
-    result = http(
-        kube,
-        staging.client_namespace,
-        staging.client_pod,
-        "POST",
-        f"{staging.api_url}/v1/sessions",
-        staging.token("writer"),
-        {"title": title},
-    )
+    result = write_session(kube, staging, staging.token("writer"), title)
     assert result.status == 201, f"staging refused the write: {result.status} {result.body}"
-    listed = http(
-        kube,
-        staging.client_namespace,
-        staging.client_pod,
-        "GET",
-        f"{staging.api_url}/v1/sessions",
-        staging.token("reader"),
-    )
-    assert title in [s["title"] for s in listed.body["sessions"]], "staging lost its own write"
+    assert title in session_titles(kube, staging), "staging lost its own write"
     return title
 
 
 @then("it is not visible in production")
 def _(kube: Kube, environment_pair: tuple[Environment, Environment], written_title: str) -> None:
     staging, production = environment_pair
-    listed = http(
-        kube,
-        production.client_namespace,
-        production.client_pod,
-        "GET",
-        f"{production.api_url}/v1/sessions",
-        production.token("reader"),
-    )
-    assert listed.status == 200, f"production answered {listed.status}"
-    assert written_title not in [s["title"] for s in listed.body["sessions"]]
+    assert written_title not in session_titles(kube, production)
     # Staging's credentials are worthless in production: another key and issuer.
     crossed = http(
         kube,

@@ -12,7 +12,7 @@ from deployer.lower.waiting import wait_until
 from steps.common.workload_steps import Traffic
 from steps.support import workloads
 from steps.support.environments import Environment, Environments, Rollout
-from steps.support.kube import Kube
+from steps.support.kube import Kube, is_ready
 from steps.support.report import RecordFigure
 
 API_SELECTOR = "app.kubernetes.io/name=engine-api"
@@ -77,9 +77,7 @@ def _(
     serving = [pod for pod in pods if pod.metadata.deletion_timestamp is None]
     images = sorted({pod.spec.containers[0].image for pod in serving})
     assert images == [rollout.images.api], f"pods run {images}, expected {rollout.images.api}"
-    ready = [
-        p.metadata.name for p in serving if kube.pod_ready(environment.namespace, p.metadata.name)
-    ]
+    ready = [pod.metadata.name for pod in serving if is_ready(pod)]
     assert len(ready) == wanted, f"{len(ready)} of {wanted} engine-api pods Ready: {ready}"
     record_figure(f"seconds_to_roll_out_{which}_version", rollout.seconds)
 

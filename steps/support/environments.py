@@ -206,3 +206,32 @@ def http(
     except ValueError:
         parsed = text
     return HttpResult(int(status), parsed)
+
+
+def write_session(
+    kube: Kube, environment: Environment, token: str | None, title: str
+) -> HttpResult:
+    """POST a session with ``token`` from the environment's client pod."""
+    return http(
+        kube,
+        environment.client_namespace,
+        environment.client_pod,
+        "POST",
+        f"{environment.api_url}/v1/sessions",
+        token,
+        {"title": title},
+    )
+
+
+def session_titles(kube: Kube, environment: Environment) -> set[str]:
+    """Titles of the sessions a reader of ``environment`` can list."""
+    listed = http(
+        kube,
+        environment.client_namespace,
+        environment.client_pod,
+        "GET",
+        f"{environment.api_url}/v1/sessions",
+        environment.token("reader"),
+    )
+    assert listed.status == 200, f"{environment.name}: listing sessions answered {listed}"
+    return {session["title"] for session in listed.body["sessions"]}

@@ -16,6 +16,12 @@ from deployer.lower.kube import api_client
 from deployer.lower.waiting import wait_until
 
 
+def is_ready(pod: Any) -> bool:
+    """A pod that is not being deleted and whose Ready condition is True."""
+    conditions = {c.type: c.status for c in (pod.status.conditions or [])}
+    return pod.metadata.deletion_timestamp is None and conditions.get("Ready") == "True"
+
+
 @dataclass(frozen=True)
 class Kube:
     """The API groups the suite talks to, bound to one cluster."""
@@ -80,8 +86,7 @@ class Kube:
             if error.status == 404:
                 return False
             raise
-        conditions = {c.type: c.status for c in (pod.status.conditions or [])}
-        return pod.metadata.deletion_timestamp is None and conditions.get("Ready") == "True"
+        return is_ready(pod)
 
     def wait_pods_ready(self, namespace: str, names: list[str], timeout: float = 180) -> float:
         __tracebackhide__ = True

@@ -121,7 +121,6 @@ def traffic_pod(
     timeout_s: float = 2,
 ) -> dict[str, Any]:
     """A bounded client that GETs ``url`` and logs one JSON line per request."""
-    volume, mount = _probe_volume()
     env = {
         "URL": url,
         "INTERVAL": str(interval_s),
@@ -130,32 +129,13 @@ def traffic_pod(
         "TIMEOUT": str(timeout_s),
         "TOKEN": token,
     }
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": {PROBE_LABEL: "traffic"}},
-        "spec": {
-            "restartPolicy": "Never",
-            "activeDeadlineSeconds": int(duration_s) + 60,
-            "containers": [
-                {
-                    "name": "client",
-                    "image": image,
-                    "imagePullPolicy": "IfNotPresent",
-                    "command": ["python3", "-u", "/probe/http_probe.py"],
-                    "env": [{"name": k, "value": v} for k, v in env.items()],
-                    "volumeMounts": [mount],
-                }
-            ],
-            "volumes": [volume],
-        },
-    }
+    return script_pod(name, "http_probe.py", env, image, deadline_s=int(duration_s) + 60)
 
 
 def script_pod(
     name: str, script: str, env: dict[str, str], image: str, deadline_s: int
 ) -> dict[str, Any]:
-    """A run-once pod that runs one of the probe scripts and prints a JSON summary line."""
+    """A run-once pod that runs one of the probe scripts (stdout is its result)."""
     volume, mount = _probe_volume()
     return {
         "apiVersion": "v1",
