@@ -14,11 +14,12 @@ import yaml
 from rich.console import Console
 from rich.logging import RichHandler
 
-from deployer.actions import cluster, deploy
+from deployer.actions import cluster, cluster_security, deploy
 from deployer.actions.build import build_all
 from deployer.actions.engine import ensure_engine
 from deployer.actions.engine_images import build_engine_images, image_refs
 from deployer.errors import DeployerError
+from deployer.lower.kube import api_client
 from deployer.settings import Paths, default_paths
 
 log = logging.getLogger("deployer")
@@ -67,6 +68,9 @@ def parser() -> argparse.ArgumentParser:
     )
     for verb in ("down", "status"):
         verbs.add_parser(verb).add_argument("--name", default="ce")
+    verbs.add_parser(
+        "rotate-key", help="rotate the key that encrypts Secrets in etcd and re-encrypt them all"
+    ).add_argument("--name", default="ce")
     return top
 
 
@@ -127,6 +131,20 @@ def dispatch(args: argparse.Namespace, paths: Paths) -> int:
                 log.info("cluster %r deleted", args.name)
             else:
                 log.info("no cluster named %r", args.name)
+        elif args.verb == "rotate-key":
+            handle = cluster.existing(paths, args.name)
+            rotation = cluster_security.rotate(
+                api_client(handle.kubeconfig), cluster.cluster_dir(paths, args.name)
+            )
+            log.info(
+                "Secrets now encrypted with %s (was %s): %d rewritten; new key used after "
+                "%.0fs, old keys dropped after %.0fs",
+                rotation.new_key,
+                ", ".join(rotation.old_keys),
+                rotation.secrets_rewritten,
+                rotation.seconds_to_new_key,
+                rotation.seconds_to_drop_old,
+            )
         else:
             for line in cluster.status(paths, args.name):
                 print(line)

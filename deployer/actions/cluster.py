@@ -12,7 +12,9 @@ from pathlib import Path
 
 import yaml
 
+from deployer.actions import cluster_security
 from deployer.actions.build import build_all
+from deployer.actions.cluster_security import NODE_PATH, security_dir
 from deployer.actions.engine import ensure_engine
 from deployer.catalog import go_programs
 from deployer.errors import ClusterError, ConfigError, DeployerError, PrerequisiteError
@@ -77,7 +79,18 @@ def render_kind_config(paths: Paths, request: ClusterRequest) -> str:
     config = yaml.safe_load((paths.repo / "infra" / "kind" / "cluster.yaml").read_text())
     config["name"] = request.name
     config.setdefault("networking", {})["apiServerPort"] = request.api_port
-    config["nodes"] = [{"role": "control-plane"}] + [{"role": "worker"}] * request.workers
+    control_plane = {
+        "role": "control-plane",
+        # Encryption keys and audit policy (cluster_security.prepare), read by the API server.
+        "extraMounts": [
+            {
+                "hostPath": str(security_dir(cluster_dir(paths, request.name))),
+                "containerPath": NODE_PATH,
+                "readOnly": True,
+            }
+        ],
+    }
+    config["nodes"] = [control_plane] + [{"role": "worker"}] * request.workers
     return yaml.safe_dump(config, sort_keys=False)
 
 
@@ -115,7 +128,9 @@ def up(paths: Paths, request: ClusterRequest) -> ClusterHandle:
             f"`python -m deployer cluster down --name {request.name}` or reuse it"
         )
     workdir = cluster_dir(paths, request.name)
+    shutil.rmtree(workdir, ignore_errors=True)  # left by a cluster deleted outside the deployer
     workdir.mkdir(parents=True, exist_ok=True)
+    cluster_security.prepare(paths, workdir)
     config_path = workdir / "kind.yaml"
     config_path.write_text(render_kind_config(paths, request))
     kubeconfig = workdir / "kubeconfig"
@@ -135,6 +150,7 @@ def up(paths: Paths, request: ClusterRequest) -> ClusterHandle:
         else:
             log.error("cluster creation failed; deleting %r", request.name)
             _delete_quietly(kind, request.name)
+            shutil.rmtree(workdir, ignore_errors=True)
         raise ClusterError(
             f"cluster {request.name!r} did not come up: {error}\n"
             f"Logs: {paths.logs}. Retry with --keep-on-failure to inspect the nodes "

@@ -7,6 +7,7 @@ environment into the Secret `engine-secrets` and never leave the cluster.
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 from dataclasses import dataclass
@@ -78,22 +79,38 @@ def render(
     return documents
 
 
-def ensure_secret(api: client.ApiClient, environment: str) -> None:
-    """Create the environment's keys and passwords once; later deploys keep them."""
-    core = client.CoreV1Api(api)
-    namespace = namespace_for(environment)
-    try:
-        core.read_namespaced_secret(SECRET_NAME, namespace)
-        return
-    except ApiException as error:
-        if error.status != 404:
-            raise
+def generated_secrets(environment: str) -> dict[str, str]:
+    """Fresh keys and passwords for one environment (never written anywhere but the cluster)."""
     password = secrets.token_urlsafe(24)
-    data = {
+    return {
         "jwt-key": secrets.token_urlsafe(48),
         "postgres-password": password,
         "database-url": f"postgresql://engine:{password}@engine-postgres:5432/engine_{environment}",
+        # AES-256 key for the engine's field-level encryption of user content at rest.
+        "data-key": base64.b64encode(secrets.token_bytes(32)).decode(),
     }
+
+
+def ensure_secret(api: client.ApiClient, environment: str) -> None:
+    """Create the environment's keys and passwords once; later deploys keep them.
+
+    A key a newer release needs and an older Secret lacks is added; existing
+    values are never replaced (that would lock the database or void tokens).
+    """
+    core = client.CoreV1Api(api)
+    namespace = namespace_for(environment)
+    data = generated_secrets(environment)
+    try:
+        existing = core.read_namespaced_secret(SECRET_NAME, namespace)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+    else:
+        missing = {k: v for k, v in data.items() if k not in (existing.data or {})}
+        if missing:
+            core.patch_namespaced_secret(SECRET_NAME, namespace, {"stringData": missing})
+            log.info("   added %s to %s/%s", ", ".join(sorted(missing)), namespace, SECRET_NAME)
+        return
     body = client.V1Secret(
         metadata=client.V1ObjectMeta(
             name=SECRET_NAME, labels={"app.kubernetes.io/part-of": "consciousness-engine"}

@@ -158,6 +158,14 @@ class DockerClient:
             raise BuildError(f"{what} failed (exit {result.exit_code}): {output[-2000:]}")
         return output
 
+    def exec_in(self, name: str, command: list[str]) -> tuple[int, bytes]:
+        """Run ``command`` in the running container ``name``; (exit code, stdout+stderr)."""
+        try:
+            result = self._client.containers.get(name).exec_run(command, demux=False)
+        except docker.errors.DockerException as error:
+            raise PrerequisiteError(f"cannot run a command in container {name!r}: {error}") from None
+        return int(result.exit_code), bytes(result.output or b"")
+
     def put_file(self, container: Any, source: Path, directory: str) -> None:
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as archive:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import glob
 import os
 import shutil
@@ -18,6 +19,8 @@ import pytest
 from deployer.lower.debian import ensure_commands
 
 PG_USER = "postgres"
+# The tests' field-encryption key (32 bytes, base64); deployed environments get their own.
+DATA_KEY = base64.b64encode(bytes(range(32))).decode()
 
 
 def free_port() -> int:

@@ -11,12 +11,20 @@ from ce_engine.api import create_app
 from ce_engine.config import Settings
 from starlette.testclient import TestClient
 
+from .conftest import DATA_KEY
+
 KEY = "k" * 40
 
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(environment="test", database_url=database_url, jwt_key=KEY, max_body_bytes=2048)
+    return Settings(
+        environment="test",
+        database_url=database_url,
+        jwt_key=KEY,
+        max_body_bytes=2048,
+        data_key=DATA_KEY,
+    )
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from .conftest import DATA_KEY
+
 KEY = "k" * 40
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
@@ -24,7 +26,8 @@ json_values = st.recursive(
 
 @pytest.fixture(scope="module")
 def client(postgres_url: str) -> Iterator[TestClient]:
-    app = create_app(Settings(environment="test", database_url=postgres_url, jwt_key=KEY))
+    app = create_app(Settings(environment="test", database_url=postgres_url, jwt_key=KEY, data_key=DATA_KEY)
+    )
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 

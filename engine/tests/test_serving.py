@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from .conftest import free_port
+from .conftest import DATA_KEY, free_port
 from .test_api import KEY, token
 
 DRAIN_SECONDS = 3
@@ -43,6 +43,7 @@ def server(database_url: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
         "ENGINE_ENV": "test",
         "ENGINE_DATABASE_URL": database_url,
         "ENGINE_JWT_KEY": KEY,
+        "ENGINE_DATA_KEY": DATA_KEY,
         "ENGINE_WORKERS": "2",
         "ENGINE_DRAIN_SECONDS": str(DRAIN_SECONDS),
         "ENGINE_PORT": str(port),

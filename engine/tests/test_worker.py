@@ -9,13 +9,17 @@ from ce_engine import db
 from ce_engine.config import Settings
 from ce_engine.worker import Worker, reflect
 
+from .conftest import DATA_KEY
+
 
 def test_reflect_is_deterministic() -> None:
     assert reflect("a", 3) == reflect("a", 3) != reflect("a", 4)
 
 
 def test_worker_processes_a_queued_job(database_url: str) -> None:
-    settings = Settings(environment="test", database_url=database_url, jwt_key="k" * 40)
+    settings = Settings(
+        environment="test", database_url=database_url, jwt_key="k" * 40, data_key=DATA_KEY
+    )
 
     async def prepare() -> None:
         pool = db.make_pool(settings)

@@ -10,14 +10,18 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from deployer.actions import cluster as cluster_actions
 from deployer.errors import DeployerError
+from deployer.lower.docker_client import DockerClient
 from deployer.settings import Paths
 
 log = logging.getLogger(__name__)
 
 NODE_SHELL = "node-shell"  # run commands on nodes (docker exec into kind nodes)
 ETCD_ACCESS = "etcd-access"  # read raw values from etcd on the control plane
+ENCRYPTION_KEYS = "encryption-keys"  # the suite holds the API server's encryption config
 
 
 @dataclass
@@ -34,6 +38,22 @@ class ClusterProvider:
 
     def can(self, capability: str) -> bool:
         return capability in self.capabilities
+
+    def require(self, capability: str, why: str) -> None:
+        """Stop the scenario as *not applicable* (never passed) when the provider lacks it."""
+        if not self.can(capability):
+            pytest.skip(f"not applicable on {self.name}: {why} needs {capability}")
+
+    def node_exec(self, node: str, command: list[str]) -> tuple[int, bytes]:
+        """Run a command on a node itself (kind: the node's container)."""
+        self.require(NODE_SHELL, f"running {command[0]} on node {node}")
+        return DockerClient().exec_in(node, command)
+
+    def cluster_dir(self, paths: Paths) -> Path:
+        """The deployer's folder for this cluster (keys, kind config); kind clusters only."""
+        self.require(ENCRYPTION_KEYS, "rotating the Secret encryption key")
+        assert self.kind_name is not None
+        return cluster_actions.cluster_dir(paths, self.kind_name)
 
     def export_logs(self, paths: Paths, destination: Path) -> None:
         if self.kind_name is None:
@@ -53,7 +73,7 @@ def kind_provider(
     paths: Paths, name: str, workers: int, reuse: bool, keep: bool
 ) -> ClusterProvider:
     """Create (or with ``reuse`` attach to) a kind cluster built by the deployer."""
-    capabilities = frozenset({NODE_SHELL, ETCD_ACCESS})
+    capabilities = frozenset({NODE_SHELL, ETCD_ACCESS, ENCRYPTION_KEYS})
     if reuse:
         try:
             handle = cluster_actions.existing(paths, name)

@@ -23,6 +23,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ce_engine import VERSION, auth, db, drain, logs, metrics
+from ce_engine.audit import AuditTrail, FailureLimiter
+from ce_engine.crypto import FieldCipher
 from ce_engine.config import Settings, from_environment, load_or_exit
 from ce_engine.validation import JOB, SESSION, THOUGHT, InvalidRequest, parse_json, validate
 
@@ -43,8 +45,18 @@ def error(status: int, code: str, detail: str) -> JSONResponse:
 def principal(request: Request, role: str) -> auth.Principal:
     settings: Settings = request.app.state.settings
     who = auth.authenticate(request.headers.get("authorization"), settings.jwt_key, settings.issuer)
+    request.state.principal = who
     who.require(role)
     return who
+
+
+def cipher(request: Request) -> FieldCipher:
+    return request.app.state.cipher  # type: ignore[no-any-return]
+
+
+def opened(request: Request, row: dict[str, Any], column: str) -> dict[str, Any]:
+    """``row`` with its encrypted ``column`` decrypted for the caller."""
+    return {**row, column: cipher(request).decrypt(column, row[column])}
 
 
 async def body(request: Request, schema: dict[str, Any]) -> dict[str, Any]:
@@ -133,10 +145,10 @@ async def create_session(request: Request) -> Response:
         request,
         "INSERT INTO sessions (title, created_by) VALUES (%s, %s) "
         "RETURNING id, title, created_by, created_at",
-        (document["title"], who.subject),
+        (cipher(request).encrypt("title", document["title"]), who.subject),
         "session not created",
     )
-    return JSONResponse(row, status_code=201)
+    return JSONResponse(opened(request, row, "title"), status_code=201)
 
 
 async def list_sessions(request: Request) -> Response:
@@ -144,7 +156,7 @@ async def list_sessions(request: Request) -> Response:
     found = await rows(
         request, "SELECT id, title, created_by, created_at FROM sessions ORDER BY id DESC LIMIT 100"
     )
-    return JSONResponse({"sessions": found})
+    return JSONResponse({"sessions": [opened(request, row, "title") for row in found]})
 
 
 async def get_session(request: Request) -> Response:
@@ -156,7 +168,20 @@ async def get_session(request: Request) -> Response:
         (session_id,),
         f"no session {session_id}",
     )
-    return JSONResponse(row)
+    return JSONResponse(opened(request, row, "title"))
+
+
+async def delete_session(request: Request) -> Response:
+    """Administrative: remove a session and its thoughts (audited)."""
+    principal(request, "admin")
+    session_id = path_id(request, "session_id")
+    await one(
+        request,
+        "DELETE FROM sessions WHERE id = %s RETURNING id",
+        (session_id,),
+        f"no session {session_id}",
+    )
+    return Response(status_code=204)
 
 
 async def add_thought(request: Request) -> Response:
@@ -167,10 +192,10 @@ async def add_thought(request: Request) -> Response:
         request,
         "INSERT INTO thoughts (session_id, content) SELECT id, %s FROM sessions WHERE id = %s "
         "RETURNING id, session_id, content, created_at",
-        (document["content"], session_id),
+        (cipher(request).encrypt("content", document["content"]), session_id),
         f"no session {session_id}",
     )
-    return JSONResponse(row, status_code=201)
+    return JSONResponse(opened(request, row, "content"), status_code=201)
 
 
 async def list_thoughts(request: Request) -> Response:
@@ -182,7 +207,7 @@ async def list_thoughts(request: Request) -> Response:
         "ORDER BY id LIMIT 500",
         (session_id,),
     )
-    return JSONResponse({"thoughts": found})
+    return JSONResponse({"thoughts": [opened(request, row, "content") for row in found]})
 
 
 async def submit_job(request: Request) -> Response:
@@ -192,7 +217,11 @@ async def submit_job(request: Request) -> Response:
         request,
         "INSERT INTO jobs (kind, input, iterations, request_id) VALUES ('reflect', %s, %s, %s) "
         "RETURNING id, status, created_at",
-        (document["input"], document["iterations"], logs.request_id.get()),
+        (
+            cipher(request).encrypt("input", document["input"]),
+            document["iterations"],
+            logs.request_id.get(),
+        ),
         "job not queued",
     )
     log.info("job queued", extra={"fields": {"job_id": row["id"]}})
@@ -223,6 +252,7 @@ ROUTES = [
     Route("/v1/sessions", create_session, methods=["POST"]),
     Route("/v1/sessions", list_sessions, methods=["GET"]),
     Route("/v1/sessions/{session_id}", get_session, methods=["GET"]),
+    Route("/v1/sessions/{session_id}", delete_session, methods=["DELETE"]),
     Route("/v1/sessions/{session_id}/thoughts", add_thought, methods=["POST"]),
     Route("/v1/sessions/{session_id}/thoughts", list_thoughts, methods=["GET"]),
     Route("/v1/jobs", submit_job, methods=["POST"]),
@@ -230,38 +260,71 @@ ROUTES = [
 ]
 
 
+WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+UNAUDITED = {"/healthz", "/readyz", "/metrics"}
+
+
+def audit_outcome(request: Request, route: str, status: int) -> None:
+    """Audit refusals of credentials, every decision on a write, and every admin action."""
+    if route in UNAUDITED or not (status in (401, 403, 429) or request.method in WRITES):
+        return
+    who: auth.Principal | None = getattr(request.state, "principal", None)
+    header = request.headers.get("authorization")
+    request.app.state.audit.record(
+        action=f"{request.method} {route}",
+        outcome="allowed" if status < 400 else "denied",
+        status=status,
+        subject=who.subject if who else "anonymous",
+        role=who.role if who else "",
+        source=request.client.host if request.client else "",
+        detail="" if who else f"claimed subject {auth.claimed_subject(header)!r}",
+    )
+
+
+async def respond(request: Request, call_next: Handler, source: str) -> Response:
+    """The handler's answer, with our exceptions turned into the JSON error contract."""
+    limiter: FailureLimiter = request.app.state.limiter
+    if limiter.blocked(source):
+        response = error(429, "too_many_failures", "too many failed authentications; retry later")
+        response.headers["Retry-After"] = str(request.app.state.settings.audit_failure_window_s)
+        return response
+    try:
+        return await call_next(request)
+    except auth.AuthError as failure:
+        limiter.note_failure(source)
+        response = error(401, "unauthorized", str(failure))
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    except auth.ForbiddenError as failure:
+        return error(403, "forbidden", str(failure))
+    except InvalidRequest as failure:
+        return error(failure.status, failure.code, failure.detail)
+    except NotFound as failure:
+        return error(404, "not_found", str(failure))
+    except Exception:
+        log.exception("unhandled error")
+        return error(500, "internal_error", "unexpected error; see logs with the request ID")
+
+
 async def observe(request: Request, call_next: Handler) -> Response:
-    """Request ID, metrics, access log and the error contract around every request."""
+    """Request ID, metrics, access log, audit and the error contract around every request."""
     incoming = request.headers.get("x-request-id", "")
     rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
     token = logs.request_id.set(rid)
     route = next((r.path for r in ROUTES if r.matches(request.scope)[0].value == 2), "unmatched")
+    source = request.client.host if request.client else ""
     started = time.perf_counter()
     metrics.IN_FLIGHT.inc()
     try:
-        try:
-            response = await call_next(request)
-        except auth.AuthError as failure:
-            response = error(401, "unauthorized", str(failure))
-            response.headers["WWW-Authenticate"] = "Bearer"
-        except auth.ForbiddenError as failure:
-            response = error(403, "forbidden", str(failure))
-        except InvalidRequest as failure:
-            response = error(failure.status, failure.code, failure.detail)
-        except NotFound as failure:
-            response = error(404, "not_found", str(failure))
-        except Exception:
-            log.exception("unhandled error")
-            response = error(
-                500, "internal_error", "unexpected error; see logs with the request ID"
-            )
+        response = await respond(request, call_next, source)
         response.headers["X-Request-ID"] = rid
         elapsed = time.perf_counter() - started
         metrics.REQUESTS.labels(route, request.method, str(response.status_code)).inc()
         metrics.LATENCY.labels(route, request.method).observe(elapsed)
         if response.status_code >= 500:
             metrics.ERRORS.labels(route, request.method).inc()
-        if route not in ("/healthz", "/readyz", "/metrics"):
+        audit_outcome(request, route, response.status_code)
+        if route not in UNAUDITED:
             log.info(
                 "request",
                 extra={
@@ -318,6 +381,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         middleware=[Middleware(BaseHTTPMiddleware, dispatch=observe)],
     )
     app.state.settings = settings
+    app.state.cipher = FieldCipher(settings.data_key)
+    app.state.audit = AuditTrail("engine-api", settings.environment)
+    app.state.limiter = FailureLimiter(
+        settings.audit_failure_limit, settings.audit_failure_window_s
+    )
     app.state.pool = db.make_pool(settings)
     app.state.draining = False
     return app

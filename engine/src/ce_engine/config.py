@@ -6,7 +6,10 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SECRET_FIELDS = {"database_url", "jwt_key"}
+from ce_engine.crypto import FieldCipher
+
+SECRET_FIELDS = {"database_url", "jwt_key", "data_key"}
+SECRET_SETTINGS = ("ENGINE_DATABASE_URL", "ENGINE_JWT_KEY", "ENGINE_DATA_KEY")
 
 
 class ConfigError(Exception):
@@ -27,6 +30,9 @@ class Settings:
     workers: int = 1
     port: int = 8080
     drain_seconds: float = 0.0
+    data_key: str = field(default="", repr=False)
+    audit_failure_limit: int = 20
+    audit_failure_window_s: int = 60
 
     @property
     def issuer(self) -> str:
@@ -58,17 +64,38 @@ def _bounded(environ: dict[str, str], name: str, default: int, low: int, high: i
     return value
 
 
-def from_environment(environ: dict[str, str] | None = None) -> Settings:
+def _read_secret_files(env: dict[str, str]) -> None:
+    """``NAME_FILE`` points at a mounted Secret file: secrets never sit in the pod spec's env."""
+    for name in SECRET_SETTINGS:
+        path = env.get(f"{name}_FILE")
+        if path and not env.get(name):
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    env[name] = handle.read().strip()
+            except OSError as error:
+                raise ConfigError(f"{name}_FILE: cannot read {path}: {error.strerror}") from None
+
+
+def from_environment(environ: dict[str, str] | None = None, verifies_tokens: bool = True) -> Settings:
+    """Settings from env vars; the worker verifies no tokens, so it is not given the JWT key."""
     env = dict(os.environ if environ is None else environ)
-    missing = [n for n in ("ENGINE_ENV", "ENGINE_DATABASE_URL", "ENGINE_JWT_KEY") if not env.get(n)]
+    _read_secret_files(env)
+    required = ["ENGINE_ENV", "ENGINE_DATABASE_URL", "ENGINE_DATA_KEY"]
+    if verifies_tokens:
+        required.append("ENGINE_JWT_KEY")
+    missing = [n for n in required if not env.get(n)]
     if missing:
         raise ConfigError(f"missing required settings: {', '.join(missing)}")
-    if len(env["ENGINE_JWT_KEY"]) < 32:
+    if verifies_tokens and len(env["ENGINE_JWT_KEY"]) < 32:
         raise ConfigError("ENGINE_JWT_KEY must be at least 32 characters")
+    try:
+        FieldCipher(env["ENGINE_DATA_KEY"])
+    except ValueError as error:
+        raise ConfigError(f"ENGINE_DATA_KEY: {error}") from None
     return Settings(
         environment=env["ENGINE_ENV"],
         database_url=env["ENGINE_DATABASE_URL"],
-        jwt_key=env["ENGINE_JWT_KEY"],
+        jwt_key=env.get("ENGINE_JWT_KEY", ""),
         log_level=env.get("ENGINE_LOG_LEVEL", "INFO").upper(),
         max_body_bytes=_int(env, "ENGINE_MAX_BODY_BYTES", 16 * 1024),
         db_pool_min=_int(env, "ENGINE_DB_POOL_MIN", 1),
@@ -78,12 +105,15 @@ def from_environment(environ: dict[str, str] | None = None) -> Settings:
         workers=_bounded(env, "ENGINE_WORKERS", 1, 1, 32),
         port=_bounded(env, "ENGINE_PORT", 8080, 1, 65535),
         drain_seconds=_bounded(env, "ENGINE_DRAIN_SECONDS", 0, 0, 60),
+        data_key=env["ENGINE_DATA_KEY"],
+        audit_failure_limit=_bounded(env, "ENGINE_AUTH_FAILURE_LIMIT", 20, 1, 100000),
+        audit_failure_window_s=_bounded(env, "ENGINE_AUTH_FAILURE_WINDOW_SECONDS", 60, 1, 3600),
     )
 
 
 def load_or_exit(service: str) -> Settings:
     """Settings for ``service``, or exit with one clear line (no traceback) if they are wrong."""
     try:
-        return from_environment()
+        return from_environment(verifies_tokens=service == "engine-api")
     except ConfigError as failure:
         raise SystemExit(f"{service}: configuration error: {failure}") from None

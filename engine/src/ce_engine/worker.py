@@ -14,6 +14,7 @@ import psycopg
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ce_engine import logs, metrics
+from ce_engine.crypto import FieldCipher
 from ce_engine.config import Settings, load_or_exit
 
 log = logging.getLogger("engine.worker")
@@ -37,6 +38,7 @@ def reflect(text: str, iterations: int) -> str:
 class Worker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.cipher = FieldCipher(settings.data_key)
         self.stop = threading.Event()
         self.healthy = True
         self.database_ok = False
@@ -56,7 +58,7 @@ class Worker:
         token = logs.request_id.set(request_id)
         started = time.perf_counter()
         try:
-            result = reflect(text, iterations)
+            result = reflect(self.cipher.decrypt("input", text), iterations)
             connection.execute(
                 "UPDATE jobs SET status = 'done', result = %s, finished_at = now() WHERE id = %s",
                 (result, job_id),
