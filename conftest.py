@@ -36,6 +36,9 @@ pytest_plugins = [
     "steps.common.autoscaling_steps",
     "steps.common.auth_steps",
     "steps.common.image_steps",
+    "steps.common.encryption_steps",
+    "steps.common.secret_steps",
+    "steps.common.audit_steps",
 ]
 
 log = logging.getLogger(__name__)

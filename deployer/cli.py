@@ -18,7 +18,8 @@ from deployer.actions import cluster, cluster_security, deploy
 from deployer.actions.build import build_all
 from deployer.actions.engine import ensure_engine
 from deployer.actions.engine_images import build_engine_images, image_refs
-from deployer.errors import DeployerError
+from deployer.errors import ConfigError, DeployerError
+from deployer.lower import audit_chain
 from deployer.lower.kube import api_client
 from deployer.settings import Paths, default_paths
 
@@ -56,6 +57,12 @@ def parser() -> argparse.ArgumentParser:
 
     render_cmd = commands.add_parser("render", help="print an environment's manifests (YAML)")
     render_cmd.add_argument("--env", required=True, help="dev, staging or production")
+
+    audit_cmd = commands.add_parser("audit", help="the engine's hash-chained audit trail")
+    audit_verbs = audit_cmd.add_subparsers(dest="verb", required=True)
+    audit_verbs.add_parser(
+        "verify", help="check that no audit event was altered, removed or reordered"
+    ).add_argument("log", help="engine-api log file (kubectl logs ... > file), or - for stdin")
 
     cluster_cmd = commands.add_parser("cluster", help="ephemeral kind cluster lifecycle")
     verbs = cluster_cmd.add_subparsers(dest="verb", required=True)
@@ -95,6 +102,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def verify_audit_log(source: str) -> int:
+    """Exit 0 when every chain verifies, 1 when one is broken (and say where)."""
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read {source}: {error.strerror}") from None
+    report = audit_chain.verify(audit_chain.audit_events(text.splitlines()))
+    for chain, count in sorted(report.chains.items()):
+        print(f"chain {chain}: {count} events")
+    for problem in report.problems:
+        print(f"BROKEN: {problem}")
+    if not report.chains:
+        raise ConfigError(f"no audit events in {source}")
+    print("audit trail intact" if report.intact else "audit trail TAMPERED")
+    return 0 if report.intact else 1
+
+
 def dispatch(args: argparse.Namespace, paths: Paths) -> int:
     if args.command == "engine":
         ensure_engine(paths)
@@ -116,6 +140,8 @@ def dispatch(args: argparse.Namespace, paths: Paths) -> int:
         handle = cluster.existing(paths, args.cluster)
         target = deploy.Target(handle.kubeconfig, handle.kubectl, handle.kind, handle.name)
         deploy.deploy(paths, args.env, target)
+    elif args.command == "audit":
+        return verify_audit_log(args.log)
     elif args.command == "cluster":
         if args.verb == "up":
             request = cluster.ClusterRequest(

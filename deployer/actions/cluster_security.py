@@ -49,8 +49,10 @@ def prepare(paths: Paths, cluster_dir: Path) -> Path:
     """Write the audit policy and a first encryption key (kept if the folder exists)."""
     folder = security_dir(cluster_dir)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    shutil.copyfile(paths.repo / "infra" / "kind" / "security" / "audit-policy.yaml",
-                    folder / "audit-policy.yaml")
+    shutil.copyfile(
+        paths.repo / "infra" / "kind" / "security" / "audit-policy.yaml",
+        folder / "audit-policy.yaml",
+    )
     config = encryption_file(cluster_dir)
     if not config.exists():
         encryption_config.write(config, [EncryptionKey.generate()])
@@ -109,9 +111,7 @@ def reencrypt_all_secrets(api: ApiClient) -> int:
     count = 0
     for secret in core.list_secret_for_all_namespaces().items:
         try:
-            core.replace_namespaced_secret(
-                secret.metadata.name, secret.metadata.namespace, secret
-            )
+            core.replace_namespaced_secret(secret.metadata.name, secret.metadata.namespace, secret)
         except ApiException as error:
             if error.status not in (404, 409):  # deleted or changed meanwhile: already rewritten
                 raise ClusterError(

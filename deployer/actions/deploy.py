@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 ENVIRONMENTS = ("dev", "staging", "production")
 ROLLOUT_TIMEOUT = 300
-SECRET_NAME = "engine-secrets"
+SECRET_NAME = "engine-secrets"  # pragma: allowlist secret
 FIELD_MANAGER = "ce-deployer"
 PART_OF = "app.kubernetes.io/part-of=consciousness-engine"
 IMMUTABLE_STATEFULSET = "updates to statefulset spec for fields other than"

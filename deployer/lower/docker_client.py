@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import tarfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,8 +163,18 @@ class DockerClient:
         try:
             result = self._client.containers.get(name).exec_run(command, demux=False)
         except docker.errors.DockerException as error:
-            raise PrerequisiteError(f"cannot run a command in container {name!r}: {error}") from None
+            raise PrerequisiteError(
+                f"cannot run a command in container {name!r}: {error}"
+            ) from None
         return int(result.exit_code), bytes(result.output or b"")
+
+    def image_chunks(self, ref: str) -> Iterator[bytes]:
+        """The bytes of ``ref`` as `docker save` writes them (every layer), streamed."""
+        try:
+            image = self._client.images.get(ref)
+        except docker.errors.DockerException as error:
+            raise PrerequisiteError(f"image {ref} is not in the Docker engine: {error}") from None
+        yield from image.save(named=True)
 
     def put_file(self, container: Any, source: Path, directory: str) -> None:
         buffer = io.BytesIO()

@@ -26,9 +26,7 @@ ETCDCTL = [
 
 
 def etcd_pod(api: ApiClient) -> str:
-    pods = client.CoreV1Api(api).list_namespaced_pod(
-        "kube-system", label_selector="component=etcd"
-    )
+    pods = client.CoreV1Api(api).list_namespaced_pod("kube-system", label_selector="component=etcd")
     if not pods.items:
         raise ClusterError("no etcd pod in kube-system: etcd is not reachable on this cluster")
     name: str = pods.items[0].metadata.name
@@ -69,3 +67,12 @@ def secret_key(namespace: str, name: str) -> str:
 
 def configmap_key(namespace: str, name: str) -> str:
     return f"/registry/configmaps/{namespace}/{name}"
+
+
+def raw_values(api: ApiClient, prefix: str) -> dict[str, bytes]:
+    """Every stored value under ``prefix``, by key."""
+    document = json.loads(_etcdctl(api, ["get", prefix, "--prefix", "-w", "json"], timeout=60))
+    return {
+        base64.b64decode(kv["key"]).decode(): base64.b64decode(kv["value"])
+        for kv in document.get("kvs") or []
+    }

@@ -26,7 +26,8 @@ json_values = st.recursive(
 
 @pytest.fixture(scope="module")
 def client(postgres_url: str) -> Iterator[TestClient]:
-    app = create_app(Settings(environment="test", database_url=postgres_url, jwt_key=KEY, data_key=DATA_KEY)
+    app = create_app(
+        Settings(environment="test", database_url=postgres_url, jwt_key=KEY, data_key=DATA_KEY)
     )
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client

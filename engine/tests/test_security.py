@@ -73,7 +73,10 @@ def test_refusals_and_writes_form_a_verifiable_chain(
     client: TestClient, audit_lines: io.StringIO
 ) -> None:
     assert client.post("/v1/sessions", json={"title": "a"}).status_code == 401
-    assert client.post("/v1/sessions", json={"title": "b"}, headers=bearer("reader")).status_code == 403
+    assert (
+        client.post("/v1/sessions", json={"title": "b"}, headers=bearer("reader")).status_code
+        == 403
+    )
     created = client.post("/v1/sessions", json={"title": "c"}, headers=bearer("writer", "alice"))
     deleted = client.delete(f"/v1/sessions/{created.json()['id']}", headers=bearer("admin", "root"))
     assert deleted.status_code == 204
@@ -107,8 +110,15 @@ def test_repeated_failures_are_rate_limited_per_client(database_url: str) -> Non
 
 def test_token_claims_are_all_checked(client: TestClient) -> None:
     now = int(time.time())
-    good = {"sub": "t", "role": "reader", "iss": ISSUER, "aud": "engine-api", "iat": now,
-            "nbf": now, "exp": now + 60}
+    good = {
+        "sub": "t",
+        "role": "reader",
+        "iss": ISSUER,
+        "aud": "engine-api",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 60,
+    }
     variants = {
         "not yet valid": {**good, "nbf": now + 600},
         "wrong audience": {**good, "aud": "other"},
@@ -117,7 +127,12 @@ def test_token_claims_are_all_checked(client: TestClient) -> None:
         "unknown role": {**good, "role": "root"},
         "no nbf": {k: v for k, v in good.items() if k != "nbf"},
     }
-    assert client.get("/v1/sessions", headers={"Authorization": "Bearer " + jwt.encode(good, KEY)}).status_code == 200
+    assert (
+        client.get(
+            "/v1/sessions", headers={"Authorization": "Bearer " + jwt.encode(good, KEY)}
+        ).status_code
+        == 200
+    )
     for name, claims in variants.items():
         header = {"Authorization": "Bearer " + jwt.encode(claims, KEY)}
         assert client.get("/v1/sessions", headers=header).status_code == 401, name

@@ -4,7 +4,9 @@ Feature: R5 - Isolated dev, staging and production (product owner)
   @R5.1 @environments @security
   Scenario: Development is isolated from production
     Given the "dev" and "production" environments are deployed
-    Then a pod in dev cannot connect to production's API or database
+    Then a pod with dev's engine-api identity reaches dev's database but nothing of production
+    And a pod with dev's engine-worker identity reaches dev's database but nothing of production
+    And dev's client namespace reaches dev's API but not production's
     And dev's service account cannot read production's secrets
 
   @R5.2 @environments

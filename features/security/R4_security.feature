@@ -11,6 +11,7 @@ Feature: R4 - Secure by design (security officer)
   @R4.2 @security
   Scenario: Secrets are ciphertext in etcd, and the key rotates without breaking the engine
     Given a running cluster
+    And a fresh namespace
     And the "dev" environment is deployed
     When a Secret and a ConfigMap holding the same marker are created
     Then the ConfigMap's raw etcd value shows the marker
@@ -31,6 +32,7 @@ Feature: R4 - Secure by design (security officer)
   @R4.3 @security
   Scenario: The engine's secrets are nowhere but in their Secret and their mounted files
     Given a running cluster
+    And a fresh namespace
     And the "dev" environment is deployed
     Then the environment's secret values are found in its Secret
     And they appear in no pod spec, ConfigMap, container log or engine image
@@ -50,6 +52,7 @@ Feature: R4 - Secure by design (security officer)
   @R4.4 @security
   Scenario: Pod Security admission rejects privileged, host and root pods in the stack's namespace
     Given a running cluster
+    And a fresh namespace
     And the "dev" environment is deployed
     Then a compliant pod is admitted in the environment's namespace
     And a privileged pod, a hostPath pod and a root pod are each rejected with the API's reason

@@ -46,17 +46,105 @@ def reach(kube: Kube, source: Environment, url: str, token: str | None = None) -
     ).status
 
 
-@then("a pod in dev cannot connect to production's API or database")
+@then("dev's client namespace reaches dev's API but not production's")
 def _(kube: Kube, environment_pair: tuple[Environment, Environment]) -> None:
     dev, production = environment_pair
     # Control: the same client reaches its own environment, so a refusal below is the policy.
     assert reach(kube, dev, f"{dev.api_url}/healthz") == 200, "dev's client cannot reach dev's API"
     assert reach(kube, dev, f"{production.api_url}/healthz") == 0, "dev reached production's API"
-    database = f"engine-postgres.{production.namespace}.svc.cluster.local"
-    code, output = kube.exec(
-        dev.client_namespace, dev.client_pod, ["nc", "-z", "-w", "3", database, "5432"], timeout=15
+
+
+def identity_probe(name: str, template: Any, image: str, plan: dict[str, Any]) -> dict[str, Any]:
+    """A run-once pod carrying a workload's labels and service account (not its controller's
+    pod-template-hash, so no ReplicaSet adopts it; never Ready, so no Service routes to it)."""
+    script = (workloads.ASSETS / "tcp_reach.py").read_text()
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": dict(template.metadata.labels)},
+        "spec": {
+            "serviceAccountName": template.spec.service_account_name,
+            "automountServiceAccountToken": False,
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": 150,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["python3", "-c", script, json.dumps(plan)],
+                    "readinessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 60},
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                        "readOnlyRootFilesystem": True,
+                    },
+                    "resources": {"limits": {"cpu": "200m", "memory": "64Mi"}},
+                }
+            ],
+        },
+    }
+
+
+@then(
+    parsers.parse(
+        "a pod with dev's {workload} identity reaches dev's database but nothing of production"
     )
-    assert code != 0, f"dev opened a TCP connection to production's Postgres: {output}"
+)
+def _(
+    kube: Kube,
+    environment_pair: tuple[Environment, Environment],
+    toolbox_image: str,
+    workload: str,
+    record_figure: RecordFigure,
+) -> None:
+    dev, production = environment_pair
+    template = kube.apps.read_namespaced_deployment(workload, dev.namespace).spec.template
+    workers = kube.core.list_namespaced_pod(
+        production.namespace, label_selector="app.kubernetes.io/name=engine-worker"
+    ).items
+    plan = {
+        # Control: the same pod opens its own environment's database.
+        "control": {"host": f"engine-postgres.{dev.namespace}.svc.cluster.local", "port": 5432},
+        "targets": [
+            {
+                "name": "production API",
+                "host": f"engine-api.{production.namespace}.svc.cluster.local",
+                "port": 8080,
+            },
+            {
+                "name": "production Postgres",
+                "host": f"engine-postgres.{production.namespace}.svc.cluster.local",
+                "port": 5432,
+            },
+            *(
+                {
+                    "name": f"production worker {pod.metadata.name}",
+                    "host": pod.status.pod_ip,
+                    "port": 9090,
+                }
+                for pod in workers
+                if pod.status.pod_ip
+            ),
+        ],
+    }
+    assert len(plan["targets"]) >= 3, f"production has no running worker to probe: {workers}"
+    name = f"isolation-{workload}-{uuid.uuid4().hex[:6]}"
+    kube.create(dev.namespace, identity_probe(name, template, toolbox_image, plan))
+    try:
+        summary = kube.summary_of(dev.namespace, name, timeout=180)
+    finally:
+        kube.core.delete_namespaced_pod(name, dev.namespace, grace_period_seconds=0)
+    record_figure(f"{workload}_probe_admitted_s", summary["admitted_s"])
+    unresolved = [r["name"] for r in summary["results"] if not r["resolved"]]
+    assert not unresolved, f"names did not resolve, so isolation is not proven: {unresolved}"
+    reached = [r["name"] for r in summary["results"] if r["connected"]]
+    assert not reached, f"dev's {workload} identity reached {reached}"
 
 
 @then("dev's service account cannot read production's secrets")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,27 @@ class Kube:
     @property
     def networking(self) -> client.NetworkingV1Api:
         return client.NetworkingV1Api(self.api)
+
+    @property
+    def rbac(self) -> client.RbacAuthorizationV1Api:
+        return client.RbacAuthorizationV1Api(self.api)
+
+    @property
+    def authorization(self) -> client.AuthorizationV1Api:
+        return client.AuthorizationV1Api(self.api)
+
+    def can(self, user: str, groups: list[str], verb: str, namespace: str, name: str = "") -> bool:
+        """What the API server's authorizer answers for ``user`` on Secrets (a live decision)."""
+        review = client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user=user,
+                groups=groups,
+                resource_attributes=client.V1ResourceAttributes(
+                    namespace=namespace, verb=verb, resource="secrets", name=name or None
+                ),
+            )
+        )
+        return bool(self.authorization.create_subject_access_review(review).status.allowed)
 
     @property
     def custom(self) -> client.CustomObjectsApi:
@@ -96,6 +118,36 @@ class Kube:
 
         _, seconds = wait_until(
             all_ready, timeout=timeout, interval=1, describe=f"pods {names} Ready in {namespace}"
+        )
+        return seconds
+
+    def restart_deployment(self, namespace: str, name: str, timeout: float) -> float:
+        """Roll every pod of a Deployment (as `kubectl rollout restart`); seconds until done."""
+        __tracebackhide__ = True
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        patch = {
+            "spec": {
+                "template": {
+                    "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}
+                }
+            }
+        }
+        generation = self.apps.patch_namespaced_deployment(
+            name, namespace, patch
+        ).metadata.generation
+
+        def rolled_out() -> bool:
+            deployment = self.apps.read_namespaced_deployment(name, namespace)
+            status, want = deployment.status, deployment.spec.replicas
+            return bool(
+                (status.observed_generation or 0) >= generation
+                and status.updated_replicas == want
+                and status.available_replicas == want
+                and (status.replicas or 0) == want
+            )
+
+        _, seconds = wait_until(
+            rolled_out, timeout=timeout, interval=1, describe=f"{namespace}/{name} restarted"
         )
         return seconds
 

@@ -24,8 +24,8 @@ from starlette.routing import Route
 
 from ce_engine import VERSION, auth, db, drain, logs, metrics
 from ce_engine.audit import AuditTrail, FailureLimiter
-from ce_engine.crypto import FieldCipher
 from ce_engine.config import Settings, from_environment, load_or_exit
+from ce_engine.crypto import FieldCipher
 from ce_engine.validation import JOB, SESSION, THOUGHT, InvalidRequest, parse_json, validate
 
 log = logging.getLogger("engine.api")

@@ -31,7 +31,9 @@ log = logging.getLogger("engine.audit")
 
 def event_hash(event: dict[str, Any]) -> str:
     body = {k: v for k, v in event.items() if k != "hash"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
 
 
 class AuditTrail:
@@ -62,7 +64,8 @@ class AuditTrail:
             event: dict[str, Any] = {
                 "chain": self.chain,
                 "seq": self._seq,
-                "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9 // 10**6:03d}Z",
+                "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+                + f".{time.time_ns() % 10**9 // 10**6:03d}Z",
                 "service": self.service,
                 "env": self.environment,
                 "request_id": logs.request_id.get(),

@@ -31,7 +31,7 @@ class Settings:
     port: int = 8080
     drain_seconds: float = 0.0
     data_key: str = field(default="", repr=False)
-    audit_failure_limit: int = 20
+    audit_failure_limit: int = 100
     audit_failure_window_s: int = 60
 
     @property
@@ -76,7 +76,9 @@ def _read_secret_files(env: dict[str, str]) -> None:
                 raise ConfigError(f"{name}_FILE: cannot read {path}: {error.strerror}") from None
 
 
-def from_environment(environ: dict[str, str] | None = None, verifies_tokens: bool = True) -> Settings:
+def from_environment(
+    environ: dict[str, str] | None = None, verifies_tokens: bool = True
+) -> Settings:
     """Settings from env vars; the worker verifies no tokens, so it is not given the JWT key."""
     env = dict(os.environ if environ is None else environ)
     _read_secret_files(env)
@@ -106,7 +108,7 @@ def from_environment(environ: dict[str, str] | None = None, verifies_tokens: boo
         port=_bounded(env, "ENGINE_PORT", 8080, 1, 65535),
         drain_seconds=_bounded(env, "ENGINE_DRAIN_SECONDS", 0, 0, 60),
         data_key=env["ENGINE_DATA_KEY"],
-        audit_failure_limit=_bounded(env, "ENGINE_AUTH_FAILURE_LIMIT", 20, 1, 100000),
+        audit_failure_limit=_bounded(env, "ENGINE_AUTH_FAILURE_LIMIT", 100, 1, 100000),
         audit_failure_window_s=_bounded(env, "ENGINE_AUTH_FAILURE_WINDOW_SECONDS", 60, 1, 3600),
     )
 

@@ -14,8 +14,8 @@ import psycopg
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ce_engine import logs, metrics
-from ce_engine.crypto import FieldCipher
 from ce_engine.config import Settings, load_or_exit
+from ce_engine.crypto import FieldCipher
 
 log = logging.getLogger("engine.worker")
 
