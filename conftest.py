@@ -39,6 +39,7 @@ pytest_plugins = [
     "steps.common.encryption_steps",
     "steps.common.secret_steps",
     "steps.common.audit_steps",
+    "steps.common.transit_steps",
 ]
 
 log = logging.getLogger(__name__)

@@ -73,3 +73,29 @@ def test_cli_verify_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str
     log.write_text("nothing here\n")
     with pytest.raises(ConfigError, match="no audit events"):
         cli.verify_audit_log(str(log))
+
+
+def test_environment_certificates_chain_to_their_own_ca_only() -> None:
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from deployer.lower import certificates
+
+    # Same name on purpose: only the key may decide which CA a certificate belongs to.
+    dev, production = certificates.issue_ca("engine CA"), certificates.issue_ca("engine CA")
+    leaf = certificates.issue_leaf(dev, "engine-postgres", ["engine-postgres"], server=True)
+    cert = x509.load_pem_x509_certificate(leaf.cert_pem.encode())
+    for ca, should_verify in ((dev, True), (production, False)):
+        issuer = x509.load_pem_x509_certificate(ca.cert_pem.encode())
+        key = issuer.public_key()
+        assert isinstance(key, ec.EllipticCurvePublicKey)
+        try:
+            cert.verify_directly_issued_by(issuer)
+            verified = True
+        except InvalidSignature:
+            verified = False
+        assert verified is should_verify
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["engine-postgres"]
+    assert 29 * 86400 < certificates.seconds_left(leaf.cert_pem) <= 30 * 86400

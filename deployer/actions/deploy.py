@@ -21,7 +21,7 @@ from kubernetes.client.rest import ApiException
 from deployer.actions.engine import ensure_engine
 from deployer.actions.engine_images import EngineImages, build_engine_images
 from deployer.errors import CommandError, ConfigError
-from deployer.lower import proc
+from deployer.lower import certificates, proc
 from deployer.lower.kind import Kind
 from deployer.lower.kube import api_client
 from deployer.lower.prune import prune, refs
@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 ENVIRONMENTS = ("dev", "staging", "production")
 ROLLOUT_TIMEOUT = 300
 SECRET_NAME = "engine-secrets"  # pragma: allowlist secret
+CA_SECRET = "engine-ca"  # pragma: allowlist secret
+TLS_SECRET = "engine-tls"  # pragma: allowlist secret
+POSTGRES_USER = "engine"
+REISSUE_BEFORE_S = certificates.LEAF_DAYS * 86400 / 3
 FIELD_MANAGER = "ce-deployer"
 PART_OF = "app.kubernetes.io/part-of=consciousness-engine"
 IMMUTABLE_STATEFULSET = "updates to statefulset spec for fields other than"
@@ -111,15 +115,82 @@ def ensure_secret(api: client.ApiClient, environment: str) -> None:
             core.patch_namespaced_secret(SECRET_NAME, namespace, {"stringData": missing})
             log.info("   added %s to %s/%s", ", ".join(sorted(missing)), namespace, SECRET_NAME)
         return
-    body = client.V1Secret(
+    core.create_namespaced_secret(namespace, _secret(SECRET_NAME, data))
+    log.info("   created %s/%s (generated keys)", namespace, SECRET_NAME)
+
+
+def ensure_tls(api: client.ApiClient, environment: str) -> bool:
+    """The environment's CA (kept) and its certificates (issued again when missing or near
+    expiry): Postgres' server certificate, the engine's client certificate, engine-api's.
+
+    Returns whether certificates were (re-)issued.
+    """
+    core = client.CoreV1Api(api)
+    namespace = namespace_for(environment)
+    try:
+        stored = core.read_namespaced_secret(CA_SECRET, namespace).data
+        ca = certificates.Issued(
+            base64.b64decode(stored["ca.crt"]).decode(), base64.b64decode(stored["ca.key"]).decode()
+        )
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        ca = certificates.issue_ca(f"consciousness-engine {environment} CA")
+        core.create_namespaced_secret(
+            namespace, _secret(CA_SECRET, {"ca.crt": ca.cert_pem, "ca.key": ca.key_pem})
+        )
+        log.info("   created %s/%s (the environment's own CA)", namespace, CA_SECRET)
+    try:
+        current = core.read_namespaced_secret(TLS_SECRET, namespace).data
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        current = None
+    if current is not None and not _needs_reissue(current, ca):
+        return False
+    suffixes = ("", f".{namespace}", f".{namespace}.svc", f".{namespace}.svc.cluster.local")
+    postgres = certificates.issue_leaf(
+        ca, "engine-postgres", [f"engine-postgres{s}" for s in suffixes], server=True
+    )
+    api_cert = certificates.issue_leaf(
+        ca, "engine-api", [f"engine-api{s}" for s in suffixes], server=True
+    )
+    engine_client = certificates.issue_leaf(ca, POSTGRES_USER, [], server=False)
+    data = {
+        "ca.crt": ca.cert_pem,
+        "postgres.crt": postgres.cert_pem,
+        "postgres.key": postgres.key_pem,
+        "api.crt": api_cert.cert_pem,
+        "api.key": api_cert.key_pem,
+        "client.crt": engine_client.cert_pem,
+        "client.key": engine_client.key_pem,
+    }
+    if current is None:
+        core.create_namespaced_secret(namespace, _secret(TLS_SECRET, data))
+    else:
+        core.replace_namespaced_secret(TLS_SECRET, namespace, _secret(TLS_SECRET, data))
+    log.info("   issued TLS certificates in %s/%s", namespace, TLS_SECRET)
+    return True
+
+
+def _needs_reissue(stored: dict[str, str], ca: certificates.Issued) -> bool:
+    pem = {k: base64.b64decode(v).decode() for k, v in stored.items()}
+    if pem.get("ca.crt") != ca.cert_pem:
+        return True
+    leaves = ("postgres.crt", "api.crt", "client.crt")
+    if any(name not in pem for name in leaves):
+        return True
+    return min(certificates.seconds_left(pem[name]) for name in leaves) < REISSUE_BEFORE_S
+
+
+def _secret(name: str, data: dict[str, str]) -> client.V1Secret:
+    return client.V1Secret(
         metadata=client.V1ObjectMeta(
-            name=SECRET_NAME, labels={"app.kubernetes.io/part-of": "consciousness-engine"}
+            name=name, labels={"app.kubernetes.io/part-of": "consciousness-engine"}
         ),
         string_data=data,
         type="Opaque",
     )
-    core.create_namespaced_secret(namespace, body)
-    log.info("   created %s/%s (generated keys)", namespace, SECRET_NAME)
 
 
 def apply(target: Target, documents: list[dict[str, Any]]) -> None:
@@ -215,6 +286,7 @@ def deploy(
     namespaces = [doc for doc in documents if doc["kind"] == "Namespace"]
     apply(target, namespaces)
     ensure_secret(api_client(target.kubeconfig), environment)
+    ensure_tls(api_client(target.kubeconfig), environment)
     apply(target, [doc for doc in documents if doc["kind"] != "Namespace"])
     wait_for_rollout(target, namespace_for(environment))
     # Only after a good rollout: until then the old pods may still need old objects.

@@ -2,11 +2,18 @@ Feature: R4 - Secure by design (security officer)
   Protect the platform's data and communications. Every refusal is shown
   beside an accepted control in the same run, so a broken probe cannot pass.
 
+  @R4.1 @security
+  Scenario: The engine reaches Postgres only over mutually authenticated TLS
+    Given a running cluster
+    And the "dev" and "production" environments are deployed
+    Then every engine connection to dev's Postgres uses TLS 1.3 with a verified client certificate
+    And from dev's engine-api pod Postgres accepts the engine's certificate and refuses plaintext, no certificate and production's certificate
+
   @R4.1 @security @not_implemented
-  Scenario: Service-to-service traffic is encrypted
+  Scenario: Clients reach the engine API only over TLS
     Given the "dev" environment is deployed
     Then the engine-api accepts only TLS from other pods
-    And a plaintext connection to Postgres is refused
+    And a packet capture of a request between pods holds none of its plaintext
 
   @R4.2 @security
   Scenario: Secrets are ciphertext in etcd, and the key rotates without breaking the engine

@@ -1,0 +1,117 @@
+"""Steps that try the engine's network hops with and without TLS and with foreign certificates."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from pytest_bdd import then
+
+from steps.support.environments import Environment
+from steps.support.kube import Kube
+from steps.support.report import RecordFigure
+
+PSQL = "/usr/lib/postgresql/15/bin/psql"
+APP_CONNECTIONS = (
+    "SELECT a.application_name, host(a.client_addr), s.ssl, s.version, s.client_dn "
+    "FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
+    "WHERE a.backend_type = 'client backend' AND a.client_addr IS NOT NULL"
+)
+# Run by the engine image's own interpreter and libpq (psycopg), as the engine connects.
+ATTEMPTS = """
+import json, os, sys, psycopg
+url = open('/etc/engine/secrets/database-url').read().strip()
+foreign = json.loads(sys.argv[1])
+for name in ('crt', 'key'):
+    path = f'/tmp/foreign.{name}'
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'w') as f:
+        f.write(foreign[name])
+out = {}
+MINE = 'SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()'
+def attempt(label, **options):
+    try:
+        with psycopg.connect(url, connect_timeout=5, **options) as c:
+            row = c.execute(MINE).fetchone()
+            out[label] = {'ok': True, 'ssl': row[0], 'version': row[1]}
+    except psycopg.Error as e:
+        out[label] = {'ok': False, 'error': str(e).strip().splitlines()[-1][:300]}
+attempt('engine certificate')
+attempt('plaintext', sslmode='disable')
+attempt('no client certificate', sslcert='/nonexistent', sslkey='/nonexistent')
+attempt('other environment certificate', sslcert='/tmp/foreign.crt', sslkey='/tmp/foreign.key')
+print(json.dumps(out))
+"""
+
+
+def engine_pod(kube: Kube, environment: Environment, app: str = "engine-api") -> str:
+    pods = kube.core.list_namespaced_pod(
+        environment.namespace, label_selector=f"app.kubernetes.io/name={app}"
+    ).items
+    ready: list[str] = [p.metadata.name for p in pods if p.status.phase == "Running"]
+    assert ready, f"no running {app} pod in {environment.namespace}"
+    return ready[0]
+
+
+@then("every engine connection to dev's Postgres uses TLS 1.3 with a verified client certificate")
+def _(
+    kube: Kube,
+    environment_pair: tuple[Environment, Environment],
+    record_figure: RecordFigure,
+) -> None:
+    dev, _ = environment_pair
+    command = [
+        PSQL,
+        "-h",
+        "/tmp",
+        "-U",
+        "engine",
+        "-d",
+        f"engine_{dev.name}",
+        "-At",
+        "-F",
+        "|",
+        "-c",
+        APP_CONNECTIONS,
+    ]
+    code, output = kube.exec(dev.namespace, "engine-postgres-0", command)
+    assert code == 0, f"cannot list connections in Postgres: {output[-300:]}"
+    rows = [line.split("|") for line in output.strip().splitlines() if line]
+    record_figure("postgres_app_connections", len(rows))
+    record_figure("postgres_connection_sample", json.dumps(rows[:3]))
+    assert rows, "no application connection to Postgres to inspect (the engine is not connected)"
+    plaintext = [row for row in rows if row[2] != "t" or row[3] != "TLSv1.3"]
+    assert not plaintext, f"connections without TLS 1.3: {plaintext}"
+    anonymous = [row for row in rows if "CN=engine" not in row[4]]
+    assert not anonymous, f"connections without the engine's client certificate: {anonymous}"
+
+
+@then(
+    "from dev's engine-api pod Postgres accepts the engine's certificate and refuses plaintext, "
+    "no certificate and production's certificate"
+)
+def _(
+    kube: Kube,
+    environment_pair: tuple[Environment, Environment],
+    record_figure: RecordFigure,
+) -> None:
+    dev, production = environment_pair
+    stored = kube.core.read_namespaced_secret("engine-tls", production.namespace).data
+    foreign = {
+        "crt": base64.b64decode(stored["client.crt"]).decode(),
+        "key": base64.b64decode(stored["client.key"]).decode(),
+    }
+    code, output = kube.exec(
+        dev.namespace,
+        engine_pod(kube, dev),
+        ["/usr/bin/python3.11", "-c", ATTEMPTS, json.dumps(foreign)],
+        timeout=60,
+    )
+    assert code == 0, f"the connection attempts did not run: {output[-500:]}"
+    results: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    for label, result in results.items():
+        record_figure(f"postgres_{label.replace(' ', '_')}", json.dumps(result))
+    control = results["engine certificate"]
+    assert control["ok"] and control["ssl"] and control["version"] == "TLSv1.3", control
+    accepted = [label for label, r in results.items() if label != "engine certificate" and r["ok"]]
+    assert not accepted, f"Postgres accepted: {accepted}"
