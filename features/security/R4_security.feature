@@ -9,11 +9,13 @@ Feature: R4 - Secure by design (security officer)
     Then every engine connection to dev's Postgres uses TLS 1.3 with a verified client certificate
     And from dev's engine-api pod Postgres accepts the engine's certificate and refuses plaintext, no certificate and production's certificate
 
-  @R4.1 @security @not_implemented
-  Scenario: Clients reach the engine API only over TLS
-    Given the "dev" environment is deployed
-    Then the engine-api accepts only TLS from other pods
-    And a packet capture of a request between pods holds none of its plaintext
+  @R4.1 @security
+  Scenario: Clients reach the engine API only over TLS, and the wire shows no plaintext
+    Given a running cluster
+    And a fresh namespace
+    And the "dev" environment is deployed
+    Then the engine API answers only over TLS, with a certificate of its own environment's CA
+    And a packet capture on the engine-api's node holds a plaintext marker but not a TLS one
 
   @R4.2 @security
   Scenario: Secrets are ciphertext in etcd, and the key rotates without breaking the engine

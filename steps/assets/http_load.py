@@ -16,6 +16,9 @@ from admission import wait_admitted
 
 URL = urllib.parse.urlsplit(os.environ["URL"])
 HOST = URL.hostname or "localhost"
+# https: verified against the CA in SSL_CERT_FILE (the environment's CA, mounted by the suite).
+CONNECTION = http.client.HTTPSConnection if URL.scheme == "https" else http.client.HTTPConnection
+PORT = URL.port or (443 if URL.scheme == "https" else 80)
 TOKEN = os.environ.get("TOKEN", "")
 CONCURRENCY = int(os.environ.get("CONCURRENCY", "8"))
 DURATION = float(os.environ.get("DURATION", "20"))
@@ -29,7 +32,7 @@ lock = threading.Lock()
 
 
 def client(index: int, begin: float, deadline: float) -> None:
-    connection = http.client.HTTPConnection(HOST, URL.port or 80, timeout=5)
+    connection = CONNECTION(HOST, PORT, timeout=5)
     headers = {"Authorization": f"Bearer {TOKEN}"} if TOKEN else {}
     sequence = 0
     while time.monotonic() < deadline:
@@ -55,7 +58,7 @@ def client(index: int, begin: float, deadline: float) -> None:
             ok = False
             kind = type(failure).__name__
             connection.close()
-            connection = http.client.HTTPConnection(HOST, URL.port or 80, timeout=5)
+            connection = CONNECTION(HOST, PORT, timeout=5)
         elapsed = time.monotonic() - started
         with lock:
             if ok:

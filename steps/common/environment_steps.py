@@ -40,9 +40,19 @@ def _(environments: Environments, first: str, second: str) -> tuple[Environment,
 
 
 def reach(kube: Kube, source: Environment, url: str, token: str | None = None) -> int:
-    """HTTP status of a GET from ``source``'s client pod (0: no connection)."""
+    """HTTP status of a GET from ``source``'s client pod (0: no connection).
+
+    Reachability only: the server's certificate is not checked (-k), so another
+    environment's CA can never pass for a NetworkPolicy refusal."""
     return http(
-        kube, source.client_namespace, source.client_pod, "GET", url, token, timeout_s=4
+        kube,
+        source.client_namespace,
+        source.client_pod,
+        "GET",
+        url,
+        token,
+        timeout_s=4,
+        curl_args=("-k",),
     ).status
 
 

@@ -85,6 +85,13 @@ def _(kube: Kube, environment: Environment) -> dict[str, str]:
         values.keys()
     )
     assert all(len(value) >= 16 for value in values.values()), "a generated secret is too short"
+    # Private keys of the environment's CA and certificates: searched by their first base64
+    # line (PEM line breaks are escaped differently in JSON, logs and files).
+    for name in ("engine-ca", "engine-tls"):
+        stored = kube.core.read_namespaced_secret(name, environment.namespace).data
+        for item, encoded in stored.items():
+            if item.endswith(".key"):
+                values[f"{name}/{item}"] = base64.b64decode(encoded).decode().splitlines()[1]
     return values
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from typing import Any
 
 from pytest_bdd import then
 
-from steps.support.environments import Environment
+from deployer.lower import certificates
+from deployer.lower.waiting import wait_until
+from steps.support import workloads
+from steps.support.environments import Environment, http
 from steps.support.kube import Kube
 from steps.support.report import RecordFigure
 
@@ -115,3 +119,87 @@ def _(
     assert control["ok"] and control["ssl"] and control["version"] == "TLSv1.3", control
     accepted = [label for label, r in results.items() if label != "engine certificate" and r["ok"]]
     assert not accepted, f"Postgres accepted: {accepted}"
+
+
+@then("the engine API answers only over TLS, with a certificate of its own environment's CA")
+def _(kube: Kube, environment: Environment, record_figure: RecordFigure) -> None:
+    url = f"{environment.api_url}/healthz"
+    verified = http(kube, environment.client_namespace, environment.client_pod, "GET", url)
+    assert verified.status == 200, f"control: HTTPS verified with the environment's CA: {verified}"
+    plain = http(
+        kube,
+        environment.client_namespace,
+        environment.client_pod,
+        "GET",
+        url.replace("https://", "http://"),
+    )
+    record_figure("plaintext_http_result", plain.error[:120] or str(plain.status))
+    assert plain.status == 0, f"engine-api answered plaintext HTTP: {plain}"
+    stranger = certificates.issue_ca("not this environment's CA")
+    write = f"open('/tmp/stranger-ca.crt', 'w').write({stranger.cert_pem!r})"
+    code, output = kube.exec(
+        environment.client_namespace, environment.client_pod, ["python3", "-c", write]
+    )
+    assert code == 0, output
+    foreign = http(
+        kube,
+        environment.client_namespace,
+        environment.client_pod,
+        "GET",
+        url,
+        curl_args=("--cacert", "/tmp/stranger-ca.crt"),
+    )
+    assert foreign.status == 0 and "exit 60" in foreign.error, (
+        f"a client trusting another CA accepted engine-api's certificate: {foreign}"
+    )
+
+
+@then("a packet capture on the engine-api's node holds a plaintext marker but not a TLS one")
+def _(
+    kube: Kube,
+    environment: Environment,
+    namespace: str,
+    toolbox_image: str,
+    record_figure: RecordFigure,
+) -> None:
+    pods = kube.core.list_namespaced_pod(
+        environment.namespace, label_selector="app.kubernetes.io/name=engine-api"
+    ).items
+    target = next(p for p in pods if p.status.pod_ip and p.metadata.deletion_timestamp is None)
+    secret_marker, clear_marker = f"tls-{uuid.uuid4().hex}", f"clear-{uuid.uuid4().hex}"
+    env = {"MARKERS": json.dumps([secret_marker, clear_marker]), "DURATION": "25"}
+    name = f"capture-{uuid.uuid4().hex[:6]}"
+    kube.create(namespace, workloads.capture_pod(name, target.spec.node_name, toolbox_image, env))
+    wait_until(
+        lambda: "capturing" in kube.logs(namespace, name),
+        timeout=60,
+        interval=0.5,
+        describe="the capture to start",
+    )
+    api = f"https://{target.status.pod_ip}:8080"
+    sent = http(
+        kube,
+        environment.client_namespace,
+        environment.client_pod,
+        "POST",
+        f"{environment.api_url}/v1/sessions",
+        environment.token("writer"),
+        {"title": secret_marker},
+    )
+    assert sent.status == 201, f"the TLS write was refused: {sent}"
+    # Control: the same bytes path to the same pod, without TLS: the capture must see it.
+    http(
+        kube,
+        environment.client_namespace,
+        environment.client_pod,
+        "GET",
+        f"{api.replace('https://', 'http://')}/healthz?probe={clear_marker}",
+    )
+    summary = kube.summary_of(namespace, name, timeout=90)
+    record_figure("capture_frames", summary["frames"])
+    record_figure("capture_frames_with_plaintext_marker", summary["seen"][clear_marker])
+    record_figure("capture_frames_with_tls_marker", summary["seen"][secret_marker])
+    assert summary["seen"][clear_marker] > 0, f"the capture missed the plaintext control: {summary}"
+    assert summary["seen"][secret_marker] == 0, (
+        f"the TLS request crossed the wire in clear: {summary}"
+    )

@@ -26,6 +26,9 @@ from steps.support.kube import Kube
 from steps.support.workloads import assets_configmap
 
 AUDIENCE = "engine-api"
+CA_CONFIGMAP = "engine-ca"
+CA_DIR = "/etc/engine-ca"
+CA_FILE = f"{CA_DIR}/ca.crt"
 
 
 @dataclass
@@ -39,7 +42,7 @@ class Environment:
 
     @property
     def api_url(self) -> str:
-        return f"http://engine-api.{self.namespace}.svc.cluster.local:8080"
+        return f"https://engine-api.{self.namespace}.svc.cluster.local:8080"
 
     def token(
         self,
@@ -108,7 +111,8 @@ class Environments:
             namespace = deploy_action.namespace_for(name)
             secret = self.kube.core.read_namespaced_secret(deploy_action.SECRET_NAME, namespace)
             key = base64.b64decode(secret.data["jwt-key"]).decode()
-            client_ns, pod = self._client(name)
+            tls = self.kube.core.read_namespaced_secret(deploy_action.TLS_SECRET, namespace)
+            client_ns, pod = self._client(name, base64.b64decode(tls.data["ca.crt"]).decode())
             self.deployed[name] = Environment(name, namespace, images, client_ns, pod, key)
         return self.deployed[name]
 
@@ -125,8 +129,10 @@ class Environments:
         deploy_action.deploy(self.paths, environment.name, self.target, images=images)
         return Rollout(images, started, time.time())
 
-    def _client(self, environment: str) -> tuple[str, str]:
-        """A namespace with the access label of ``environment`` and a pod to send requests from."""
+    def _client(self, environment: str, ca_pem: str) -> tuple[str, str]:
+        """A namespace with the access label of ``environment`` and a pod to send requests from.
+
+        The pods of that namespace trust the environment's CA (ConfigMap ``engine-ca``)."""
         namespace = f"ce-test-client-{environment}-{uuid.uuid4().hex[:6]}"
         self.kube.core.create_namespace(
             client.V1Namespace(
@@ -137,6 +143,15 @@ class Environments:
             )
         )
         self.kube.create(namespace, assets_configmap())
+        self.kube.create(
+            namespace,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": CA_CONFIGMAP},
+                "data": {"ca.crt": ca_pem},
+            },
+        )
         self.kube.create(namespace, client_pod_manifest(self.toolbox_image))
         self.kube.wait_pods_ready(namespace, ["client"], timeout=120)
         return namespace, "client"
@@ -159,10 +174,17 @@ def client_pod_manifest(image: str) -> dict[str, Any]:
                     "image": image,
                     "imagePullPolicy": "IfNotPresent",
                     "command": ["sleep", "3600"],
-                    "volumeMounts": [{"name": "probe", "mountPath": "/probe"}],
+                    "env": [{"name": "SSL_CERT_FILE", "value": CA_FILE}],
+                    "volumeMounts": [
+                        {"name": "probe", "mountPath": "/probe"},
+                        {"name": "ca", "mountPath": CA_DIR},
+                    ],
                 }
             ],
-            "volumes": [{"name": "probe", "configMap": {"name": "probe-assets"}}],
+            "volumes": [
+                {"name": "probe", "configMap": {"name": "probe-assets"}},
+                {"name": "ca", "configMap": {"name": CA_CONFIGMAP}},
+            ],
         },
     }
 
@@ -193,6 +215,12 @@ def http(
         "\n%{http_code}",
         url,
     ]
+    if (
+        url.startswith("https://engine-api.")
+        and "--cacert" not in curl_args
+        and "-k" not in curl_args
+    ):
+        command[1:1] = ["--cacert", CA_FILE]
     if token:
         command += ["-H", f"Authorization: Bearer {token}"]
     if body is not None:

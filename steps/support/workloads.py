@@ -150,11 +150,16 @@ def script_pod(
                     "image": image,
                     "imagePullPolicy": "IfNotPresent",
                     "command": ["python3", "-u", f"/probe/{script}"],
-                    "env": [{"name": k, "value": v} for k, v in env.items()],
-                    "volumeMounts": [mount],
+                    # Trust the environment's CA where the namespace has one (client namespaces).
+                    "env": [{"name": "SSL_CERT_FILE", "value": "/etc/engine-ca/ca.crt"}]
+                    + [{"name": k, "value": v} for k, v in env.items()],
+                    "volumeMounts": [mount, {"name": "ca", "mountPath": "/etc/engine-ca"}],
                 }
             ],
-            "volumes": [volume],
+            "volumes": [
+                volume,
+                {"name": "ca", "configMap": {"name": "engine-ca", "optional": True}},
+            ],
         },
     }
 
@@ -181,6 +186,16 @@ def chaos_agent(name: str, node: str, image: str) -> dict[str, Any]:
             ],
         },
     }
+
+
+def capture_pod(name: str, node: str, image: str, env: dict[str, str]) -> dict[str, Any]:
+    """The packet-capture script on ``node``'s own network namespace (privileged)."""
+    pod = script_pod(name, "capture.py", env, image, deadline_s=120)
+    pod["spec"].update(
+        {"nodeName": node, "hostNetwork": True, "tolerations": [{"operator": "Exists"}]}
+    )
+    pod["spec"]["containers"][0]["securityContext"] = {"privileged": True}
+    return pod
 
 
 def deny_all_ingress(name: str = "deny-all-ingress") -> dict[str, Any]:

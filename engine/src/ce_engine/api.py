@@ -411,9 +411,16 @@ def main() -> None:
     if settings.workers > 1:
         # Set before the workers start, so their metrics go to files /metrics can sum.
         os.environ[metrics.MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="engine-metrics-")
-    log.info("engine-api serving with %d worker process(es)", settings.workers)
+    tls = bool(settings.tls_cert_file)
+    log.info(
+        "engine-api serving %s with %d worker process(es)",
+        "HTTPS (TLS 1.2+)" if tls else "plain HTTP (no certificate configured)",
+        settings.workers,
+    )
     uvicorn.run(
         "ce_engine.api:app_factory",
+        ssl_certfile=settings.tls_cert_file or None,
+        ssl_keyfile=settings.tls_key_file or None,
         factory=True,
         workers=settings.workers,
         host="0.0.0.0",

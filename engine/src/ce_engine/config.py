@@ -33,6 +33,8 @@ class Settings:
     data_key: str = field(default="", repr=False)
     audit_failure_limit: int = 100
     audit_failure_window_s: int = 60
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
     @property
     def issuer(self) -> str:
@@ -90,6 +92,8 @@ def from_environment(
         raise ConfigError(f"missing required settings: {', '.join(missing)}")
     if verifies_tokens and len(env["ENGINE_JWT_KEY"]) < 32:
         raise ConfigError("ENGINE_JWT_KEY must be at least 32 characters")
+    if bool(env.get("ENGINE_TLS_CERT_FILE")) != bool(env.get("ENGINE_TLS_KEY_FILE")):
+        raise ConfigError("set both ENGINE_TLS_CERT_FILE and ENGINE_TLS_KEY_FILE, or neither")
     try:
         FieldCipher(env["ENGINE_DATA_KEY"])
     except ValueError as error:
@@ -110,6 +114,8 @@ def from_environment(
         data_key=env["ENGINE_DATA_KEY"],
         audit_failure_limit=_bounded(env, "ENGINE_AUTH_FAILURE_LIMIT", 100, 1, 100000),
         audit_failure_window_s=_bounded(env, "ENGINE_AUTH_FAILURE_WINDOW_SECONDS", 60, 1, 3600),
+        tls_cert_file=env.get("ENGINE_TLS_CERT_FILE", ""),
+        tls_key_file=env.get("ENGINE_TLS_KEY_FILE", ""),
     )
 
 
