@@ -214,7 +214,12 @@ def _(kube: Kube, environment: Environment) -> None:
 @then("a privileged pod, a hostPath pod and a root pod are each rejected with the API's reason")
 def _(kube: Kube, environment: Environment, namespace: str, record_figure: RecordFigure) -> None:
     attempts = {
-        "privileged": (pod_manifest("privileged", container={"privileged": True}), "privileged"),
+        "privileged": (
+            pod_manifest(
+                "privileged", container={"privileged": True, "allowPrivilegeEscalation": True}
+            ),
+            "privileged",
+        ),
         "hostPath": (
             pod_manifest(
                 "host-path",
