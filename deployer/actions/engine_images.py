@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deployer.catalog import ENGINE_RUNTIME_ROOTFS, POSTGRES_ROOTFS
+from deployer.errors import DeployerError
 from deployer.lower import proc, rootfs, sbom
 from deployer.lower.cache import cache_key
 from deployer.lower.docker_client import CACHE_LABEL, BuildContext, DockerClient
@@ -39,11 +40,20 @@ class EngineImages:
 
 
 def revision(paths: Paths) -> str:
+    """The git revision, plus ``-dirty-<hash>`` when the engine's inputs have local changes:
+    a tag must always name exactly the code it runs (and a changed tag rolls the pods)."""
     try:
         output = proc.run(["git", "-C", paths.repo, "rev-parse", "--short=12", "HEAD"], timeout=30)
-    except Exception:  # noqa: BLE001 - a tarball checkout has no git; the tag says so
+        changed = proc.run(
+            ["git", "-C", paths.repo, "status", "--porcelain", "--untracked-files=all", "engine"],
+            timeout=30,
+        )
+    except (DeployerError, OSError):  # a tarball checkout or no git: the tag says so
         return "unknown"
-    return output.strip() or "unknown"
+    rev = output.strip() or "unknown"
+    if changed.strip():
+        return f"{rev}-dirty-{cache_key(trees=[paths.repo / 'engine'])[:8]}"
+    return rev
 
 
 def engine_version(paths: Paths) -> str:

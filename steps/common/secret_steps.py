@@ -115,13 +115,12 @@ def _(
     leaks = exposures(kube, environment.namespace, secret_values)
     assert not leaks, f"secret values exposed in {environment.namespace}: {leaks}"
     docker = ensure_engine(paths)
-    images = sorted(
-        {
-            c.image
-            for p in kube.core.list_namespaced_pod(environment.namespace).items
-            for c in p.spec.containers
-        }
-    )
+    running = [
+        pod
+        for pod in kube.core.list_namespaced_pod(environment.namespace).items
+        if pod.metadata.deletion_timestamp is None
+    ]
+    images = sorted({c.image for pod in running for c in pod.spec.containers})
     for image in images:
         found = secret_scan.values_in_chunks(docker.image_chunks(image), secret_values)
         assert not found, f"{image} contains the values of {found}"
