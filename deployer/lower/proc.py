@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -47,6 +48,8 @@ def run(
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
+        # Its own process group, so stopping it stops its children too (they hold the pipe).
+        start_new_session=True,
     ) as process:
         reader = threading.Thread(target=_pump, args=(process, lines, label), daemon=True)
         reader.start()
@@ -54,7 +57,13 @@ def run(
             assert process.stdin is not None
             process.stdin.write(input_text)
             process.stdin.close()
-        _wait(process, argv, label, lines, started, timeout)
+        try:
+            _wait(process, argv, label, lines, started, timeout)
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM: stop the child now. Leaving the with-block first would
+            # close its stdout under the reader thread and hang until the child ends.
+            _kill_group(process)
+            raise
         reader.join(timeout=5)
     output = "\n".join(lines)
     if process.returncode != 0:
@@ -62,6 +71,14 @@ def run(
             argv, f"exited with status {process.returncode}", "\n".join(list(lines)[-20:])
         )
     return output
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # already gone
+    process.wait()
 
 
 def _pump(process: subprocess.Popen[str], lines: list[str], label: str) -> None:
@@ -89,8 +106,7 @@ def _wait(
         except subprocess.TimeoutExpired:
             now = time.monotonic()
             if now - started > timeout:
-                process.kill()
-                process.wait()
+                _kill_group(process)
                 raise CommandError(
                     argv, f"timed out after {timeout:.0f}s", "\n".join(list(lines)[-20:])
                 ) from None
