@@ -153,6 +153,17 @@ def _(kube: Kube, environment: Environment) -> EngineRefusals:
     )
     started = time.time()
     url = f"{environment.api_url}/v1/sessions"
+    # Control: an accepted write is audited too (as allowed), so the trail is not refusals only.
+    accepted = http(
+        kube,
+        environment.client_namespace,
+        environment.client_pod,
+        "POST",
+        url,
+        environment.token("writer"),
+        {"title": "audit-control"},
+    )
+    assert accepted.status == 201, f"the control write was refused: {accepted}"
     forged = environment.token("admin", subject="mallory", key=uuid.uuid4().hex * 2)
     for token, request_id, status in (
         (forged, forged_id, 401),
