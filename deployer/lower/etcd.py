@@ -11,9 +11,9 @@ import json
 
 from kubernetes import client
 from kubernetes.client import ApiClient
-from kubernetes.stream import stream
 
 from deployer.errors import ClusterError
+from deployer.lower.kube import pod_exec
 
 CERTS = "/etc/kubernetes/pki/etcd"
 ETCDCTL = [
@@ -34,24 +34,12 @@ def etcd_pod(api: ApiClient) -> str:
 
 
 def _etcdctl(api: ApiClient, arguments: list[str], timeout: float = 30) -> str:
-    pod = etcd_pod(api)
-    response = stream(
-        client.CoreV1Api(api).connect_get_namespaced_pod_exec,
-        pod,
-        "kube-system",
-        command=ETCDCTL + arguments,
-        stderr=True,
-        stdin=False,
-        stdout=True,
-        tty=False,
-        _preload_content=False,
+    code, out, err = pod_exec(
+        api, "kube-system", etcd_pod(api), ETCDCTL + arguments, timeout=timeout
     )
-    response.run_forever(timeout=timeout)
-    out, err, code = response.read_stdout(), response.read_stderr(), response.returncode
-    response.close()
     if code != 0:
         raise ClusterError(f"etcdctl {' '.join(arguments[:2])} failed ({code}): {err[-300:]}")
-    return str(out)
+    return out
 
 
 def raw_value(api: ApiClient, key: str) -> bytes | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from kubernetes import client, config
 from kubernetes.client import ApiClient
+from kubernetes.stream import stream
 
 
 def api_client(kubeconfig: Path, context: str | None = None) -> ApiClient:
@@ -66,3 +67,30 @@ def unready_workloads(api: ApiClient, namespace: str) -> list[str]:
         if want == 0 or have < want:
             waiting.append(f"daemonset/{daemonset.metadata.name} {have}/{want}")
     return waiting
+
+
+def pod_exec(
+    api: ApiClient,
+    namespace: str,
+    pod: str,
+    command: list[str],
+    container: str | None = None,
+    timeout: float = 30,
+) -> tuple[int, str, str]:
+    """Run ``command`` in a pod's container: (exit code or -1, stdout, stderr)."""
+    response = stream(
+        client.CoreV1Api(api).connect_get_namespaced_pod_exec,
+        pod,
+        namespace,
+        command=command,
+        container=container,
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+    )
+    response.run_forever(timeout=timeout)
+    out, err, code = response.read_stdout(), response.read_stderr(), response.returncode
+    response.close()
+    return (code if code is not None else -1), str(out), str(err)

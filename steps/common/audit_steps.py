@@ -45,19 +45,8 @@ def _(kube: Kube, environment: Environment) -> SecretReads:
     started = time.time()
     kube.core.read_namespaced_secret(SECRET, environment.namespace)
     identity = f"system:serviceaccount:{environment.namespace}:engine-api"
-    token = kube.core.create_namespaced_service_account_token(
-        "engine-api",
-        environment.namespace,
-        client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
-        ),
-    ).status.token
-    configuration = client.Configuration()
-    configuration.host = kube.api.configuration.host
-    configuration.ssl_ca_cert = kube.api.configuration.ssl_ca_cert
-    configuration.api_key = {"authorization": f"Bearer {token}"}
     try:
-        client.CoreV1Api(client.ApiClient(configuration)).read_namespaced_secret(
+        kube.as_service_account(environment.namespace, "engine-api").read_namespaced_secret(
             SECRET, environment.namespace
         )
     except ApiException as error:
@@ -156,8 +145,7 @@ def _(kube: Kube, environment: Environment) -> EngineRefusals:
     # Control: an accepted write is audited too (as allowed), so the trail is not refusals only.
     accepted = http(
         kube,
-        environment.client_namespace,
-        environment.client_pod,
+        *environment.client,
         "POST",
         url,
         environment.token("writer"),
@@ -171,8 +159,7 @@ def _(kube: Kube, environment: Environment) -> EngineRefusals:
     ):
         answer = http(
             kube,
-            environment.client_namespace,
-            environment.client_pod,
+            *environment.client,
             "POST",
             url,
             token,

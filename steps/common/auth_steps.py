@@ -13,7 +13,7 @@ from pytest_bdd import then
 
 from steps.support import access_matrix
 from steps.support.access_matrix import Cell
-from steps.support.environments import Environment, http, session_titles, write_session
+from steps.support.environments import Environment, api_call, http, session_titles, write_session
 from steps.support.kube import Kube
 from steps.support.report import RecordFigure
 from steps.support.workloads import script_pod
@@ -56,12 +56,11 @@ def _(kube: Kube, environment: Environment, record_figure: RecordFigure) -> Matr
     writer = environment.token("writer")
     session = created_id(write_session(kube, environment, writer, "matrix-session"), "session")
     victim = created_id(write_session(kube, environment, writer, "matrix-victim"), "session")
-    job = http(
+    job = api_call(
         kube,
-        environment.client_namespace,
-        environment.client_pod,
+        environment,
         "POST",
-        f"{environment.api_url}/v1/jobs",
+        "/v1/jobs",
         writer,
         {"input": "matrix", "iterations": 1},
     )
@@ -89,12 +88,11 @@ def _(kube: Kube, environment: Environment, record_figure: RecordFigure) -> Matr
 
 @then("no refused request stored anything")
 def _(kube: Kube, environment: Environment, matrix_run: MatrixRun) -> None:
-    thoughts = http(
+    thoughts = api_call(
         kube,
-        environment.client_namespace,
-        environment.client_pod,
+        environment,
         "GET",
-        f"{environment.api_url}/v1/sessions/{matrix_run.session_id}/thoughts",
+        f"/v1/sessions/{matrix_run.session_id}/thoughts",
         environment.token("reader"),
     )
     assert thoughts.status == 200, thoughts
@@ -141,12 +139,11 @@ def _(
     )
     assert set(statuses) == {401, 429}, f"unexpected answers while brute forcing: {dict(statuses)}"
     # Control: a different client (another pod, another address) is served at the same moment.
-    served = http(
+    served = api_call(
         kube,
-        environment.client_namespace,
-        environment.client_pod,
+        environment,
         "GET",
-        f"{environment.api_url}/v1/sessions",
+        "/v1/sessions",
         environment.token("reader"),
     )
     assert served.status == 200, f"another client was refused too: {served}"
@@ -163,16 +160,13 @@ def _(kube: Kube, environment: Environment, record_figure: RecordFigure) -> None
     # Control: the same anonymous client is answered on the public health endpoint.
     health = http(
         kube,
-        environment.client_namespace,
-        environment.client_pod,
+        *environment.client,
         "GET",
         "https://kubernetes.default.svc/readyz",
         curl_args=ca,
     )
     assert health.status == 200, f"the API server did not answer the anonymous client: {health}"
-    result = http(
-        kube, environment.client_namespace, environment.client_pod, "GET", url, curl_args=ca
-    )
+    result = http(kube, *environment.client, "GET", url, curl_args=ca)
     record_figure("anonymous_kubernetes_api_status", result.status)
     assert result.status in (401, 403), f"anonymous read of a Secret answered {result}"
 

@@ -14,7 +14,7 @@ from deployer.actions import cluster_security
 from deployer.actions.cluster_security import Rotation
 from deployer.lower import encryption_config, etcd
 from deployer.settings import Paths
-from steps.support.environments import Environment, http, session_titles
+from steps.support.environments import Environment, api_call, session_titles
 from steps.support.kube import Kube
 from steps.support.provider import ETCD_ACCESS, NODE_SHELL, ClusterProvider
 from steps.support.report import RecordFigure
@@ -113,12 +113,11 @@ def _(cluster_provider: ClusterProvider, kube: Kube, stored: Stored, rotation: R
 def _(kube: Kube, environment: Environment, record_figure: RecordFigure) -> None:
     seconds = kube.restart_deployment(environment.namespace, "engine-api", timeout=240)
     record_figure("engine_api_restart_after_rotation_s", round(seconds, 1))
-    answer = http(
+    answer = api_call(
         kube,
-        environment.client_namespace,
-        environment.client_pod,
+        environment,
         "GET",
-        f"{environment.api_url}/info",
+        "/info",
         environment.token("reader"),
     )
     assert answer.status == 200, f"engine-api after the rotation answered {answer}"
@@ -138,12 +137,11 @@ class MarkedWrite:
 def _(kube: Kube, environment: Environment) -> MarkedWrite:
     marker = uuid.uuid4().hex
     write = MarkedWrite(f"title-marker-{marker}", f"writer-marker-{marker}", time.time())
-    created = http(
+    created = api_call(
         kube,
-        environment.client_namespace,
-        environment.client_pod,
+        environment,
         "POST",
-        f"{environment.api_url}/v1/sessions",
+        "/v1/sessions",
         environment.token("writer", subject=write.writer),
         {"title": write.title},
     )

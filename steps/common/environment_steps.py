@@ -7,7 +7,6 @@ import json
 import uuid
 from typing import Any
 
-from kubernetes import client
 from kubernetes.client.rest import ApiException
 from pytest_bdd import given, parsers, then, when
 
@@ -18,6 +17,7 @@ from steps.support.differences import differences, load_allowed
 from steps.support.environments import (
     Environment,
     Environments,
+    api_call,
     http,
     session_titles,
     write_session,
@@ -160,15 +160,7 @@ def _(
 @then("dev's service account cannot read production's secrets")
 def _(kube: Kube, environment_pair: tuple[Environment, Environment]) -> None:
     dev, production = environment_pair
-    request = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
-    )
-    token = kube.core.create_namespaced_service_account_token("engine-api", dev.namespace, request)
-    configuration = client.Configuration()
-    configuration.host = kube.api.configuration.host
-    configuration.ssl_ca_cert = kube.api.configuration.ssl_ca_cert
-    configuration.api_key = {"authorization": f"Bearer {token.status.token}"}
-    as_dev = client.CoreV1Api(client.ApiClient(configuration))
+    as_dev = kube.as_service_account(dev.namespace, "engine-api")
     for namespace in (production.namespace, dev.namespace):
         try:
             as_dev.read_namespaced_secret("engine-secrets", namespace)
@@ -185,12 +177,11 @@ def _(
     kube: Kube, environment_pair: tuple[Environment, Environment], record_figure: RecordFigure
 ) -> None:
     for environment in environment_pair:
-        result = http(
+        result = api_call(
             kube,
-            environment.client_namespace,
-            environment.client_pod,
+            environment,
             "GET",
-            f"{environment.api_url}/info",
+            "/info",
             environment.token("reader"),
         )
         assert result.status == 200, (
@@ -228,12 +219,11 @@ def _(kube: Kube, environment_pair: tuple[Environment, Environment], written_tit
     staging, production = environment_pair
     assert written_title not in session_titles(kube, production)
     # Staging's credentials are worthless in production: another key and issuer.
-    crossed = http(
+    crossed = api_call(
         kube,
-        production.client_namespace,
-        production.client_pod,
+        production,
         "GET",
-        f"{production.api_url}/v1/sessions",
+        "/v1/sessions",
         staging.token("reader"),
     )
     assert crossed.status == 401, f"production accepted a staging token ({crossed.status})"

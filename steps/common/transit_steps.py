@@ -12,7 +12,7 @@ from pytest_bdd import then
 from deployer.lower import certificates
 from deployer.lower.waiting import wait_until
 from steps.support import workloads
-from steps.support.environments import Environment, http
+from steps.support.environments import Environment, api_call, http
 from steps.support.kube import Kube
 from steps.support.report import RecordFigure
 
@@ -124,12 +124,11 @@ def _(
 @then("the engine API answers only over TLS, with a certificate of its own environment's CA")
 def _(kube: Kube, environment: Environment, record_figure: RecordFigure) -> None:
     url = f"{environment.api_url}/healthz"
-    verified = http(kube, environment.client_namespace, environment.client_pod, "GET", url)
+    verified = http(kube, *environment.client, "GET", url)
     assert verified.status == 200, f"control: HTTPS verified with the environment's CA: {verified}"
     plain = http(
         kube,
-        environment.client_namespace,
-        environment.client_pod,
+        *environment.client,
         "GET",
         url.replace("https://", "http://"),
     )
@@ -143,8 +142,7 @@ def _(kube: Kube, environment: Environment, record_figure: RecordFigure) -> None
     assert code == 0, output
     foreign = http(
         kube,
-        environment.client_namespace,
-        environment.client_pod,
+        *environment.client,
         "GET",
         url,
         curl_args=("--cacert", "/tmp/stranger-ca.crt"),
@@ -177,12 +175,11 @@ def _(
         describe="the capture to start",
     )
     api = f"https://{target.status.pod_ip}:8080"
-    sent = http(
+    sent = api_call(
         kube,
-        environment.client_namespace,
-        environment.client_pod,
+        environment,
         "POST",
-        f"{environment.api_url}/v1/sessions",
+        "/v1/sessions",
         environment.token("writer"),
         {"title": secret_marker},
     )
@@ -190,8 +187,7 @@ def _(
     # Control: the same bytes path to the same pod, without TLS: the capture must see it.
     http(
         kube,
-        environment.client_namespace,
-        environment.client_pod,
+        *environment.client,
         "GET",
         f"{api.replace('https://', 'http://')}/healthz?probe={clear_marker}",
     )

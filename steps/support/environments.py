@@ -41,6 +41,11 @@ class Environment:
     jwt_key: str
 
     @property
+    def client(self) -> tuple[str, str]:
+        """(namespace, pod) of the pod the suite sends this environment's requests from."""
+        return self.client_namespace, self.client_pod
+
+    @property
     def api_url(self) -> str:
         return f"https://engine-api.{self.namespace}.svc.cluster.local:8080"
 
@@ -236,16 +241,37 @@ def http(
     return HttpResult(int(status), parsed)
 
 
-def write_session(
-    kube: Kube, environment: Environment, token: str | None, title: str
+def api_call(
+    kube: Kube,
+    environment: Environment,
+    method: str,
+    path: str,
+    token: str | None = None,
+    body: Any = None,
+    curl_args: tuple[str, ...] = (),
 ) -> HttpResult:
-    """POST a session with ``token`` from the environment's client pod."""
+    """One request to ``environment``'s engine API, sent from its client pod."""
     return http(
         kube,
         environment.client_namespace,
         environment.client_pod,
+        method,
+        f"{environment.api_url}{path}",
+        token,
+        body,
+        curl_args=curl_args,
+    )
+
+
+def write_session(
+    kube: Kube, environment: Environment, token: str | None, title: str
+) -> HttpResult:
+    """POST a session with ``token`` from the environment's client pod."""
+    return api_call(
+        kube,
+        environment,
         "POST",
-        f"{environment.api_url}/v1/sessions",
+        "/v1/sessions",
         token,
         {"title": title},
     )
@@ -253,12 +279,11 @@ def write_session(
 
 def session_titles(kube: Kube, environment: Environment) -> set[str]:
     """Titles of the sessions a reader of ``environment`` can list."""
-    listed = http(
+    listed = api_call(
         kube,
-        environment.client_namespace,
-        environment.client_pod,
+        environment,
         "GET",
-        f"{environment.api_url}/v1/sessions",
+        "/v1/sessions",
         environment.token("reader"),
     )
     assert listed.status == 200, f"{environment.name}: listing sessions answered {listed}"

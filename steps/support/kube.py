@@ -11,9 +11,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
-from kubernetes.stream import stream
 
-from deployer.lower.kube import api_client
+from deployer.lower.kube import api_client, pod_exec
 from deployer.lower.waiting import wait_until
 
 
@@ -57,6 +56,18 @@ class Kube:
     def authorization(self) -> client.AuthorizationV1Api:
         return client.AuthorizationV1Api(self.api)
 
+    def as_service_account(self, namespace: str, name: str) -> client.CoreV1Api:
+        """The core API as a workload's own identity (a short-lived token from TokenRequest)."""
+        request = client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
+        )
+        token = self.core.create_namespaced_service_account_token(name, namespace, request)
+        configuration = client.Configuration()
+        configuration.host = self.api.configuration.host
+        configuration.ssl_ca_cert = self.api.configuration.ssl_ca_cert
+        configuration.api_key = {"authorization": f"Bearer {token.status.token}"}
+        return client.CoreV1Api(client.ApiClient(configuration))
+
     def can(self, user: str, groups: list[str], verb: str, namespace: str, name: str = "") -> bool:
         """What the API server's authorizer answers for ``user`` on Secrets (a live decision)."""
         review = client.V1SubjectAccessReview(
@@ -83,23 +94,8 @@ class Kube:
         timeout: float = 30,
     ) -> tuple[int, str]:
         """Run ``command`` in a container; return (exit code, combined output)."""
-        response = stream(
-            self.core.connect_get_namespaced_pod_exec,
-            pod,
-            namespace,
-            command=command,
-            container=container,
-            stderr=True,
-            stdin=False,
-            stdout=True,
-            tty=False,
-            _preload_content=False,
-        )
-        response.run_forever(timeout=timeout)
-        output = response.read_stdout() + response.read_stderr()
-        code = response.returncode
-        response.close()
-        return (code if code is not None else -1), output
+        code, out, err = pod_exec(self.api, namespace, pod, command, container, timeout)
+        return code, out + err
 
     def pod_ready(self, namespace: str, name: str) -> bool:
         try:
