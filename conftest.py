@@ -40,6 +40,7 @@ pytest_plugins = [
     "steps.common.secret_steps",
     "steps.common.audit_steps",
     "steps.common.transit_steps",
+    "steps.common.cluster_security_steps",
 ]
 
 log = logging.getLogger(__name__)

@@ -55,6 +55,12 @@ def parser() -> argparse.ArgumentParser:
     deploy_cmd.add_argument("--env", required=True, help="dev, staging or production")
     deploy_cmd.add_argument("--cluster", default="ce", help="kind cluster made by `cluster up`")
 
+    certs_cmd = commands.add_parser(
+        "rotate-certs", help="issue an environment's certificates again and roll them in"
+    )
+    certs_cmd.add_argument("--env", required=True, help="dev, staging or production")
+    certs_cmd.add_argument("--cluster", default="ce", help="kind cluster made by `cluster up`")
+
     render_cmd = commands.add_parser("render", help="print an environment's manifests (YAML)")
     render_cmd.add_argument("--env", required=True, help="dev, staging or production")
 
@@ -140,6 +146,16 @@ def dispatch(args: argparse.Namespace, paths: Paths) -> int:
         handle = cluster.existing(paths, args.cluster)
         target = deploy.Target(handle.kubeconfig, handle.kubectl, handle.kind, handle.name)
         deploy.deploy(paths, args.env, target)
+    elif args.command == "rotate-certs":
+        deploy.check_environment(args.env)
+        handle = cluster.existing(paths, args.cluster)
+        target = deploy.Target(handle.kubeconfig, handle.kubectl, handle.kind, handle.name)
+        certificates_rolled = deploy.rotate_certificates(target, args.env)
+        log.info(
+            "engine rolled in %.0fs; Postgres reloaded after %.0fs",
+            certificates_rolled.seconds_to_roll_engine,
+            certificates_rolled.seconds_to_reload_postgres,
+        )
     elif args.command == "audit":
         return verify_audit_log(args.log)
     elif args.command == "cluster":

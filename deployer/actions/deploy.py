@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,12 @@ from kubernetes.client.rest import ApiException
 
 from deployer.actions.engine import ensure_engine
 from deployer.actions.engine_images import EngineImages, build_engine_images
-from deployer.errors import CommandError, ConfigError
+from deployer.errors import ClusterError, CommandError, ConfigError
 from deployer.lower import certificates, proc
 from deployer.lower.kind import Kind
-from deployer.lower.kube import api_client
+from deployer.lower.kube import api_client, pod_exec
 from deployer.lower.prune import prune, refs
+from deployer.lower.waiting import WaitTimeout, wait_until
 from deployer.settings import Paths
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,9 @@ CA_SECRET = "engine-ca"  # pragma: allowlist secret
 TLS_SECRET = "engine-tls"  # pragma: allowlist secret
 POSTGRES_USER = "engine"
 REISSUE_BEFORE_S = certificates.LEAF_DAYS * 86400 / 3
+POSTGRES_POD = "engine-postgres-0"
+POSTGRES_CERT = "/etc/engine/tls/postgres.crt"
+PSQL = ("/usr/lib/postgresql/15/bin/psql", "-h", "/tmp", "-U", POSTGRES_USER, "-d", "postgres")
 FIELD_MANAGER = "ce-deployer"
 PART_OF = "app.kubernetes.io/part-of=consciousness-engine"
 IMMUTABLE_STATEFULSET = "updates to statefulset spec for fields other than"
@@ -119,7 +124,7 @@ def ensure_secret(api: client.ApiClient, environment: str) -> None:
     log.info("   created %s/%s (generated keys)", namespace, SECRET_NAME)
 
 
-def ensure_tls(api: client.ApiClient, environment: str) -> bool:
+def ensure_tls(api: client.ApiClient, environment: str, force: bool = False) -> bool:
     """The environment's CA (kept) and its certificates (issued again when missing or near
     expiry): Postgres' server certificate, the engine's client certificate, engine-api's.
 
@@ -146,7 +151,7 @@ def ensure_tls(api: client.ApiClient, environment: str) -> bool:
         if error.status != 404:
             raise
         current = None
-    if current is not None and not _needs_reissue(current, ca):
+    if current is not None and not force and not _needs_reissue(current, ca):
         return False
     suffixes = ("", f".{namespace}", f".{namespace}.svc", f".{namespace}.svc.cluster.local")
     postgres = certificates.issue_leaf(
@@ -156,6 +161,9 @@ def ensure_tls(api: client.ApiClient, environment: str) -> bool:
         ca, "engine-api", [f"engine-api{s}" for s in suffixes], server=True
     )
     engine_client = certificates.issue_leaf(ca, POSTGRES_USER, [], server=False)
+    worker = certificates.issue_leaf(
+        ca, "engine-worker", [f"engine-worker{s}" for s in suffixes], server=True
+    )
     data = {
         "ca.crt": ca.cert_pem,
         "postgres.crt": postgres.cert_pem,
@@ -164,6 +172,8 @@ def ensure_tls(api: client.ApiClient, environment: str) -> bool:
         "api.key": api_cert.key_pem,
         "client.crt": engine_client.cert_pem,
         "client.key": engine_client.key_pem,
+        "worker.crt": worker.cert_pem,
+        "worker.key": worker.key_pem,
     }
     if current is None:
         core.create_namespaced_secret(namespace, _secret(TLS_SECRET, data))
@@ -173,11 +183,66 @@ def ensure_tls(api: client.ApiClient, environment: str) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class CertificateRotation:
+    seconds_to_roll_engine: float
+    seconds_to_reload_postgres: float
+
+
+def rotate_certificates(target: Target, environment: str) -> CertificateRotation:
+    """Issue every leaf certificate again and bring it into use with no downtime.
+
+    engine-api and engine-worker roll (their drain makes that invisible to clients);
+    Postgres reloads its certificate in place once the kubelet has refreshed the
+    mounted file, so its established connections stay up.
+    """
+    check_environment(environment)
+    api = api_client(target.kubeconfig)
+    namespace = namespace_for(environment)
+    ensure_tls(api, environment, force=True)
+    issued = client.CoreV1Api(api).read_namespaced_secret(TLS_SECRET, namespace).data
+    new_postgres = base64.b64decode(issued["postgres.crt"]).decode()
+    started = time.monotonic()
+    for workload in ("deployment/engine-api", "deployment/engine-worker"):
+        _kubectl(target, "-n", namespace, "rollout", "restart", workload)
+    for workload in ("deployment/engine-api", "deployment/engine-worker"):
+        _kubectl(
+            target,
+            "-n",
+            namespace,
+            "rollout",
+            "status",
+            workload,
+            f"--timeout={ROLLOUT_TIMEOUT}s",
+            timeout=ROLLOUT_TIMEOUT + 30,
+        )
+    rolled = time.monotonic() - started
+
+    def postgres_sees_new_certificate() -> bool:
+        _, mounted, _ = pod_exec(api, namespace, POSTGRES_POD, ["cat", POSTGRES_CERT])
+        return mounted.strip() == new_postgres.strip()
+
+    try:
+        wait_until(
+            postgres_sees_new_certificate,
+            timeout=240,
+            interval=2,
+            describe="the kubelet to refresh Postgres' mounted certificate",
+        )
+    except WaitTimeout as error:
+        raise ClusterError(str(error)) from None
+    code, _, err = pod_exec(api, namespace, POSTGRES_POD, [*PSQL, "-c", "SELECT pg_reload_conf()"])
+    if code != 0:
+        raise ClusterError(f"Postgres did not reload its configuration: {err[-300:]}")
+    log.info("   %s: certificates re-issued and in use", environment)
+    return CertificateRotation(rolled, time.monotonic() - started)
+
+
 def _needs_reissue(stored: dict[str, str], ca: certificates.Issued) -> bool:
     pem = {k: base64.b64decode(v).decode() for k, v in stored.items()}
     if pem.get("ca.crt") != ca.cert_pem:
         return True
-    leaves = ("postgres.crt", "api.crt", "client.crt")
+    leaves = ("postgres.crt", "api.crt", "client.crt", "worker.crt")
     if any(name not in pem for name in leaves):
         return True
     return min(certificates.seconds_left(pem[name]) for name in leaves) < REISSUE_BEFORE_S

@@ -7,11 +7,12 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import jwt
 import psycopg
 import pytest
-from ce_engine import auth, logs
+from ce_engine import auth, logs, metrics
 from ce_engine.api import create_app
 from ce_engine.config import Settings
 from starlette.testclient import TestClient
@@ -137,3 +138,58 @@ def test_token_claims_are_all_checked(client: TestClient) -> None:
         header = {"Authorization": "Bearer " + jwt.encode(claims, KEY)}
         assert client.get("/v1/sessions", headers=header).status_code == 401, name
     assert json.loads(client.get("/v1/sessions", headers=bearer("reader")).text)["sessions"] == []
+
+
+def test_certificate_expiry_is_a_metric(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deployer.lower import certificates
+
+    ca = certificates.issue_ca("test CA")
+    server = certificates.issue_leaf(ca, "engine-api", ["engine-api"], server=True)
+    cert = tmp_path / "api.crt"
+    cert.write_text(server.cert_pem)
+    monkeypatch.setenv("PGSSLROOTCERT", str(tmp_path / "missing-ca.crt"))
+    expected = time.time() + certificates.seconds_left(server.cert_pem)
+    metrics.observe_certificates(metrics.certificate_files(str(cert)))
+    text = metrics.exposition()[0].decode()
+    line = next(
+        line
+        for line in text.splitlines()
+        if line.startswith('engine_tls_certificate_expiry_timestamp_seconds{certificate="server"}')
+    )
+    assert abs(float(line.split()[-1]) - expected) < 5
+
+
+def test_worker_probes_are_served_over_tls_only(database_url: str, tmp_path: Path) -> None:
+    import http.client
+    import socket
+    import ssl
+
+    from ce_engine.worker import Worker, serve_probes
+
+    from deployer.lower import certificates
+
+    from .conftest import free_port
+
+    ca = certificates.issue_ca("test CA")
+    leaf = certificates.issue_leaf(ca, "engine-worker", ["localhost"], server=True)
+    for name, text in (("ca.crt", ca.cert_pem), ("w.crt", leaf.cert_pem), ("w.key", leaf.key_pem)):
+        (tmp_path / name).write_text(text)
+    worker = Worker(settings(database_url))
+    port = free_port()
+    server = serve_probes(worker, port, str(tmp_path / "w.crt"), str(tmp_path / "w.key"))
+    try:
+        context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+        secure = http.client.HTTPSConnection("localhost", port, context=context, timeout=5)
+        secure.request("GET", "/healthz")
+        assert secure.getresponse().status == 200
+        secure.close()
+        with socket.create_connection(("localhost", port), timeout=5) as plain:
+            plain.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+            try:
+                answer = plain.recv(100)
+            except ConnectionResetError:
+                answer = b""
+            assert not answer.startswith(b"HTTP/"), "answered plaintext HTTP"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -16,6 +16,16 @@ Feature: R4 - Secure by design (security officer)
     And the "dev" environment is deployed
     Then the engine API answers only over TLS, with a certificate of its own environment's CA
     And a packet capture on the engine-api's node holds a plaintext marker but not a TLS one
+    And engine-api's metrics report when each of its certificates expires, as issued
+
+  @R4.1 @security @resilience
+  Scenario: Certificates are issued again and rolled in with no failed request
+    Given a running cluster
+    And the "staging" environment is deployed
+    And a client pod sending requests to the engine API
+    When the environment's certificates are issued again
+    Then engine-api and Postgres present the certificates just issued
+    And no request failed while the certificates were rolled in
 
   @R4.2 @security
   Scenario: Secrets are ciphertext in etcd, and the key rotates without breaking the engine
@@ -65,6 +75,15 @@ Feature: R4 - Secure by design (security officer)
     And the "dev" environment is deployed
     Then a compliant pod is admitted in the environment's namespace
     And a privileged pod, a hostPath pod and a root pod are each rejected with the API's reason
+
+  @R4.4 @security
+  Scenario: The cluster's own endpoints pass the CIS Kubernetes Benchmark's kubeadm checks
+    Given a running cluster
+    And a fresh namespace
+    Then the kubelet on every node refuses anonymous requests but answers through the API server
+    And etcd refuses a client without a certificate of its CA
+    And profiling is off on the API server, the controller manager and the scheduler
+    And the control plane's keys and configuration files are readable by root only
 
   @R4.5 @security
   Scenario: Secret access and refused engine requests are audited, and tampering is detected

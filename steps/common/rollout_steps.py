@@ -83,6 +83,7 @@ def _(
 
 
 @then("no request failed during either rollout")
+@then("no request failed while the certificates were rolled in")
 def _(kube: Kube, traffic: Traffic, rollouts: list[Rollout], record_figure: RecordFigure) -> None:
     window_start = rollouts[0].started
     window_end = rollouts[-1].finished + OBSERVE_AFTER_ROLLOUT_S

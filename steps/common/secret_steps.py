@@ -219,7 +219,15 @@ def _(
                 checked += 1
                 if kube.can(user, groups, verb, where, name):
                     allowed.append(f"{user} may {verb} secrets in {where or 'all namespaces'}")
+            # No workload identity is anything like cluster-admin.
+            if kube.can(user, groups, "*", "", resource="*", group="*"):
+                allowed.append(f"{user} may do anything anywhere (cluster-admin)")
     record_figure("rbac_secret_decisions_checked", checked)
+    # Control: the authorizer does say yes to a real cluster-admin (kubeadm's admin group).
+    admins = ["kubeadm:cluster-admins", "system:authenticated"]
+    assert kube.can("ce-probe-admin", admins, "*", "", resource="*", group="*"), (
+        "the authorizer denied a cluster-admin: the cluster-admin check proves nothing"
+    )
     assert not allowed, "identities that can read Secrets: " + "; ".join(allowed)
     # Control: grant one identity exactly `get` on the Secret and see the authorizer say yes.
     probe = f"secret-reader-{uuid.uuid4().hex[:6]}"

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from typing import Any
 
-from pytest_bdd import then
+from cryptography import x509
+from pytest_bdd import then, when
 
+from deployer.actions import deploy as deploy_action
 from deployer.lower import certificates
 from deployer.lower.waiting import wait_until
 from steps.support import workloads
-from steps.support.environments import Environment, api_call, http
+from steps.support.environments import Environment, Environments, Rollout, api_call, http
 from steps.support.kube import Kube
 from steps.support.report import RecordFigure
 
@@ -198,4 +201,106 @@ def _(
     assert summary["seen"][clear_marker] > 0, f"the capture missed the plaintext control: {summary}"
     assert summary["seen"][secret_marker] == 0, (
         f"the TLS request crossed the wire in clear: {summary}"
+    )
+
+
+@then("engine-api's metrics report when each of its certificates expires, as issued")
+def _(kube: Kube, environment: Environment, record_figure: RecordFigure) -> None:
+    exposed = api_call(kube, environment, "GET", "/metrics")
+    assert exposed.status == 200, exposed
+    gauges = {
+        line.split('certificate="', 1)[1].split('"', 1)[0]: float(line.split()[-1])
+        for line in str(exposed.body).splitlines()
+        if line.startswith("engine_tls_certificate_expiry_timestamp_seconds{")
+    }
+    stored = kube.core.read_namespaced_secret("engine-tls", environment.namespace).data
+    issued = {
+        label: time.time() + certificates.seconds_left(base64.b64decode(stored[key]).decode())
+        for label, key in (
+            ("server", "api.crt"),
+            ("database-client", "client.crt"),
+            ("ca", "ca.crt"),
+        )
+    }
+    record_figure(
+        "certificate_days_left",
+        json.dumps(
+            {label: round((at - time.time()) / 86400, 1) for label, at in gauges.items()},
+            sort_keys=True,
+        ),
+    )
+    assert set(gauges) == set(issued), (
+        f"expiry gauges {sorted(gauges)}, certificates {sorted(issued)}"
+    )
+    off = {
+        label: gauges[label] - at for label, at in issued.items() if abs(gauges[label] - at) > 60
+    }
+    assert not off, f"gauges disagree with the issued certificates by (s): {off}"
+
+
+# The certificate a TLS server presents, read from inside the cluster. Postgres first
+# answers an SSLRequest packet ("S"), then speaks TLS like any server.
+PRESENTED = """
+import socket, ssl, struct, sys
+host, port, postgres = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "postgres"
+raw = socket.create_connection((host, port), timeout=5)
+if postgres:
+    raw.sendall(struct.pack("!ii", 8, 80877103))
+    assert raw.recv(1) == b"S", "Postgres refused TLS"
+context = ssl.create_default_context()
+context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+with context.wrap_socket(raw, server_hostname=host) as tls:
+    print(ssl.DER_cert_to_PEM_cert(tls.getpeercert(binary_form=True)))
+"""
+
+
+def presented_certificate(
+    kube: Kube, namespace: str, pod: str, python: str, host: str, port: int, kind: str
+) -> str:
+    code, output = kube.exec(namespace, pod, [python, "-c", PRESENTED, host, str(port), kind])
+    assert code == 0, f"could not read the certificate {host}:{port} presents: {output[-300:]}"
+    return output.strip()
+
+
+def same_certificate(first: str, second: str) -> bool:
+    return bool(
+        x509.load_pem_x509_certificate(first.encode())
+        == x509.load_pem_x509_certificate(second.encode())
+    )
+
+
+@when("the environment's certificates are issued again", target_fixture="rollouts")
+def _(
+    environments: Environments, environment: Environment, record_figure: RecordFigure
+) -> list[Rollout]:
+    started = time.time()
+    rotation = deploy_action.rotate_certificates(environments.target, environment.name)
+    record_figure("cert_rotation_engine_rolled_s", round(rotation.seconds_to_roll_engine, 1))
+    record_figure(
+        "cert_rotation_postgres_reloaded_s", round(rotation.seconds_to_reload_postgres, 1)
+    )
+    return [Rollout(environment.images, started, time.time())]
+
+
+@then("engine-api and Postgres present the certificates just issued")
+def _(kube: Kube, environment: Environment) -> None:
+    stored = kube.core.read_namespaced_secret("engine-tls", environment.namespace).data
+    issued = {k: base64.b64decode(stored[k]).decode() for k in ("api.crt", "postgres.crt")}
+    api_host = f"engine-api.{environment.namespace}.svc.cluster.local"
+    served = presented_certificate(kube, *environment.client, "python3", api_host, 8080, "https")
+    assert same_certificate(served, issued["api.crt"]), (
+        "engine-api still presents its old certificate"
+    )
+    db_host = f"engine-postgres.{environment.namespace}.svc.cluster.local"
+    served = presented_certificate(
+        kube,
+        environment.namespace,
+        engine_pod(kube, environment),
+        "/usr/bin/python3.11",
+        db_host,
+        5432,
+        "postgres",
+    )
+    assert same_certificate(served, issued["postgres.crt"]), (
+        "Postgres still presents its old certificate"
     )

@@ -68,14 +68,27 @@ class Kube:
         configuration.api_key = {"authorization": f"Bearer {token.status.token}"}
         return client.CoreV1Api(client.ApiClient(configuration))
 
-    def can(self, user: str, groups: list[str], verb: str, namespace: str, name: str = "") -> bool:
-        """What the API server's authorizer answers for ``user`` on Secrets (a live decision)."""
+    def can(
+        self,
+        user: str,
+        groups: list[str],
+        verb: str,
+        namespace: str,
+        name: str = "",
+        resource: str = "secrets",
+        group: str = "",
+    ) -> bool:
+        """What the API server's authorizer answers for ``user`` (a live decision)."""
         review = client.V1SubjectAccessReview(
             spec=client.V1SubjectAccessReviewSpec(
                 user=user,
                 groups=groups,
                 resource_attributes=client.V1ResourceAttributes(
-                    namespace=namespace, verb=verb, resource="secrets", name=name or None
+                    namespace=namespace,
+                    verb=verb,
+                    resource=resource,
+                    group=group,
+                    name=name or None,
                 ),
             )
         )

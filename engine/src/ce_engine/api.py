@@ -358,11 +358,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         metrics.set_build_info(settings.revision, settings.environment)
         drain.install(settings.drain_seconds, lambda: setattr(app.state, "draining", True))
         gauges = asyncio.create_task(keep_pool_gauges_fresh(app.state.pool))
+        certificates = asyncio.create_task(keep_certificate_gauges_fresh(settings))
         log.info("engine-api started", extra={"fields": {"config": settings.redacted()}})
         yield
         app.state.draining = True
         log.info("engine-api stopping")
         gauges.cancel()
+        certificates.cancel()
         await app.state.pool.close()
         metrics.process_exited()
 
@@ -396,6 +398,13 @@ async def keep_pool_gauges_fresh(connections: AsyncConnectionPool) -> None:
     while True:
         refresh_pool_gauges(connections)
         await asyncio.sleep(5)
+
+
+async def keep_certificate_gauges_fresh(settings: Settings) -> None:
+    """Certificates are re-issued and remounted while we run: read their expiry again."""
+    while True:
+        metrics.observe_certificates(metrics.certificate_files(settings.tls_cert_file))
+        await asyncio.sleep(60)
 
 
 def app_factory() -> Starlette:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from cryptography import x509
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -58,7 +59,33 @@ BUILD_INFO = Gauge(
     ["version", "revision", "environment"],
     multiprocess_mode="max",
 )
+CERT_EXPIRY = Gauge(
+    "engine_tls_certificate_expiry_timestamp_seconds",
+    "When a certificate this process uses stops being valid (Unix time, notAfter)",
+    ["certificate"],
+    multiprocess_mode="min",
+)
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def observe_certificates(files: dict[str, str]) -> None:
+    """Publish the expiry of each certificate file in use ({label: path}; empty paths skipped),
+    so an alert can fire well before a certificate lapses."""
+    for label, path in files.items():
+        if not path or not os.path.exists(path):
+            continue
+        with open(path, "rb") as handle:
+            cert = x509.load_pem_x509_certificate(handle.read())
+        CERT_EXPIRY.labels(certificate=label).set(cert.not_valid_after_utc.timestamp())
+
+
+def certificate_files(server_cert: str = "") -> dict[str, str]:
+    """The certificates of this process: its server certificate, and libpq's client and CA."""
+    return {
+        "server": server_cert,
+        "database-client": os.environ.get("PGSSLCERT", ""),
+        "ca": os.environ.get("PGSSLROOTCERT", ""),
+    }
 
 
 def set_build_info(revision: str, environment: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import signal
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -95,7 +96,11 @@ class Worker:
                 self.stop.wait(2)
 
 
-def serve_probes(worker: Worker, port: int = 9090) -> ThreadingHTTPServer:
+def serve_probes(
+    worker: Worker, port: int = 9090, cert_file: str = "", key_file: str = ""
+) -> ThreadingHTTPServer:
+    """Probes and metrics on ``port``; HTTPS when a certificate is configured."""
+
     class Probes(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server naming
             if self.path == "/metrics":
@@ -121,6 +126,11 @@ def serve_probes(worker: Worker, port: int = 9090) -> ThreadingHTTPServer:
             return
 
     server = ThreadingHTTPServer(("0.0.0.0", port), Probes)
+    if cert_file:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(cert_file, key_file)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -129,6 +139,7 @@ def main() -> None:
     settings = load_or_exit("engine-worker")
     logs.configure("engine-worker", settings.environment, settings.log_level)
     metrics.set_build_info(settings.revision, settings.environment)
+    metrics.observe_certificates(metrics.certificate_files(settings.tls_cert_file))
     worker = Worker(settings)
 
     def on_term(signum: int, frame: FrameType | None) -> None:
@@ -137,7 +148,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    server = serve_probes(worker)
+    server = serve_probes(worker, cert_file=settings.tls_cert_file, key_file=settings.tls_key_file)
     log.info("engine-worker started")
     worker.loop()
     server.shutdown()
