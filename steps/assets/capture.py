@@ -1,8 +1,10 @@
 """Packet capture on a node (privileged, host network): which MARKERS cross the wire in clear.
 
-Reads every frame on every interface of the node (AF_PACKET, ETH_P_ALL) for DURATION
-seconds and reports, per marker, how many frames carried it verbatim. Prints
-"capturing" when the socket is open, then one JSON summary line."""
+Reads every frame on every interface of the node but loopback (AF_PACKET, ETH_P_ALL)
+for DURATION seconds and reports, per marker, how many frames carried it verbatim.
+Loopback is left out: on a node it carries the kubelet's own exec stream to the
+container runtime (which holds the test's command line), not traffic between pods.
+Prints "capturing" when the socket is open, then one JSON summary line."""
 
 import json
 import os
@@ -23,8 +25,10 @@ def main() -> None:
     deadline = time.monotonic() + DURATION
     while time.monotonic() < deadline:
         try:
-            frame = sniffer.recv(65535)
+            frame, (interface, *_) = sniffer.recvfrom(65535)
         except TimeoutError:
+            continue
+        if interface == "lo":
             continue
         frames += 1
         for marker in MARKERS:
