@@ -320,8 +320,11 @@ def _(
 # Two phases per environment, the same for both: capacity (closed loop, as fast as the
 # clients can go) and latency at one fixed arrival rate, 90 % of dev's capacity. p99 at
 # saturation is mostly CPU-scheduling noise on 2 shared cores; at a fixed rate it shows
-# whether the environment has headroom.
+# whether the environment has headroom. The latency phase runs twice per environment,
+# interleaved (dev, production, dev, production), and each environment's best p99
+# counts: one stall of the shared load generator or node must not decide the verdict.
 LOAD = {"CONCURRENCY": "8", "DURATION": "15", "MAX_REQUESTS": "60000"}
+LATENCY_TRIALS = 2
 LATENCY_RATE_OF_DEV_CAPACITY = 0.9
 MAX_ERROR_RATIO = 0.01
 
@@ -355,11 +358,11 @@ def _(
     for env in environment_pair:
         results[f"{env.name}_capacity"] = run_load(kube, env, "/v1/sessions", toolbox_image)
     rate = round(LATENCY_RATE_OF_DEV_CAPACITY * results["dev_capacity"]["rps"], 1)
-    for env in environment_pair:
-        results[f"{env.name}_latency"] = run_load(kube, env, "/v1/sessions", toolbox_image, rate)
-        results[f"{env.name}_latency"]["api_restarts"] = (
-            api_restarts(kube, env) - restarts_before[env.name]
-        )
+    for trial in range(1, LATENCY_TRIALS + 1):
+        for env in environment_pair:
+            phase = f"{env.name}_latency_{trial}"
+            results[phase] = run_load(kube, env, "/v1/sessions", toolbox_image, rate)
+            results[phase]["api_restarts"] = api_restarts(kube, env) - restarts_before[env.name]
     return results
 
 
@@ -378,9 +381,10 @@ def _(load_results: dict[str, dict[str, Any]], record_figure: RecordFigure) -> N
     for phase, result in load_results.items():
         for key in ("rps", "p50_ms", "p99_ms", "errors", "error_kinds", "admitted_after_s"):
             record_figure(f"{phase}_{key}", result[key])
-    record_figure("latency_phase_rate_rps", load_results["dev_latency"]["rate"])
+    record_figure("latency_phase_rate_rps", load_results["dev_latency_1"]["rate"])
+    last = f"latency_{LATENCY_TRIALS}"
     for env in ("dev", "production"):
-        record_figure(f"{env}_api_restarts", load_results[f"{env}_latency"]["api_restarts"])
+        record_figure(f"{env}_api_restarts", load_results[f"{env}_{last}"]["api_restarts"])
     for phase, result in load_results.items():
         # Generous: timeouts under saturation on 2 shared cores are noise; they are
         # recorded above and would show here if they grew.
@@ -388,6 +392,14 @@ def _(load_results: dict[str, dict[str, Any]], record_figure: RecordFigure) -> N
             f"{phase}: {result['errors']} failed requests {result['error_kinds']}"
         )
     capacity = {env: load_results[f"{env}_capacity"]["rps"] for env in ("dev", "production")}
-    p99 = {env: load_results[f"{env}_latency"]["p99_ms"] for env in ("dev", "production")}
+    p99 = {
+        env: min(
+            load_results[f"{env}_latency_{trial}"]["p99_ms"]
+            for trial in range(1, LATENCY_TRIALS + 1)
+        )
+        for env in ("dev", "production")
+    }
+    record_figure("dev_best_latency_p99_ms", p99["dev"])
+    record_figure("production_best_latency_p99_ms", p99["production"])
     assert capacity["production"] > capacity["dev"], f"production is not faster: {capacity}"
-    assert p99["production"] < p99["dev"], f"production's p99 is not lower: {p99} ms"
+    assert p99["production"] < p99["dev"], f"production's best p99 is not lower: {p99} ms"
