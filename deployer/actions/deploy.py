@@ -203,19 +203,9 @@ def rotate_certificates(target: Target, environment: str) -> CertificateRotation
     issued = client.CoreV1Api(api).read_namespaced_secret(TLS_SECRET, namespace).data
     new_postgres = base64.b64decode(issued["postgres.crt"]).decode()
     started = time.monotonic()
-    for workload in ("deployment/engine-api", "deployment/engine-worker"):
+    for workload in ENGINE_DEPLOYMENTS:
         _kubectl(target, "-n", namespace, "rollout", "restart", workload)
-    for workload in ("deployment/engine-api", "deployment/engine-worker"):
-        _kubectl(
-            target,
-            "-n",
-            namespace,
-            "rollout",
-            "status",
-            workload,
-            f"--timeout={ROLLOUT_TIMEOUT}s",
-            timeout=ROLLOUT_TIMEOUT + 30,
-        )
+    wait_for_rollout(target, namespace, ENGINE_DEPLOYMENTS)
     rolled = time.monotonic() - started
 
     def postgres_sees_new_certificate() -> bool:
@@ -314,12 +304,15 @@ def _server_side_apply(target: Target, documents: list[dict[str, Any]]) -> None:
     )
 
 
-def wait_for_rollout(target: Target, namespace: str) -> None:
-    for workload in (
-        "statefulset/engine-postgres",
-        "deployment/engine-api",
-        "deployment/engine-worker",
-    ):
+ENGINE_DEPLOYMENTS = ("deployment/engine-api", "deployment/engine-worker")
+
+
+def wait_for_rollout(
+    target: Target,
+    namespace: str,
+    workloads: tuple[str, ...] = ("statefulset/engine-postgres", *ENGINE_DEPLOYMENTS),
+) -> None:
+    for workload in workloads:
         _kubectl(
             target,
             "-n",

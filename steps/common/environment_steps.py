@@ -19,6 +19,7 @@ from steps.support.environments import (
     Environments,
     api_call,
     http,
+    serving_pods,
     session_titles,
     write_session,
 )
@@ -115,9 +116,7 @@ def _(
 ) -> None:
     dev, production = environment_pair
     template = kube.apps.read_namespaced_deployment(workload, dev.namespace).spec.template
-    workers = kube.core.list_namespaced_pod(
-        production.namespace, label_selector="app.kubernetes.io/name=engine-worker"
-    ).items
+    workers = serving_pods(kube, production, "engine-worker")
     plan = {
         # Control: the same pod opens its own environment's database.
         "control": {"host": f"engine-postgres.{dev.namespace}.svc.cluster.local", "port": 5432},

@@ -18,7 +18,7 @@ from deployer.actions.engine import ensure_engine
 from deployer.lower.waiting import wait_until
 from deployer.settings import Paths
 from steps.support import secret_scan
-from steps.support.environments import Environment, Environments
+from steps.support.environments import Environment, Environments, serving_pods
 from steps.support.kube import Kube
 from steps.support.report import RecordFigure
 
@@ -152,9 +152,7 @@ def _(
     )
     files_of: dict[str, set[str]] = {}
     for app in ("engine-api", "engine-worker"):
-        pod = kube.core.list_namespaced_pod(
-            environment.namespace, label_selector=f"app.kubernetes.io/name={app}"
-        ).items[0]
+        pod = serving_pods(kube, environment, app)[0]
         code, output = kube.exec(
             environment.namespace, pod.metadata.name, ["/usr/bin/python3.11", "-c", check]
         )

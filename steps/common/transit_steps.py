@@ -15,7 +15,14 @@ from deployer.actions import deploy as deploy_action
 from deployer.lower import certificates
 from deployer.lower.waiting import wait_until
 from steps.support import workloads
-from steps.support.environments import Environment, Environments, Rollout, api_call, http
+from steps.support.environments import (
+    Environment,
+    Environments,
+    Rollout,
+    api_call,
+    http,
+    serving_pods,
+)
 from steps.support.kube import Kube
 from steps.support.report import RecordFigure
 
@@ -51,13 +58,9 @@ print(json.dumps(out))
 """
 
 
-def engine_pod(kube: Kube, environment: Environment, app: str = "engine-api") -> str:
-    pods = kube.core.list_namespaced_pod(
-        environment.namespace, label_selector=f"app.kubernetes.io/name={app}"
-    ).items
-    ready: list[str] = [p.metadata.name for p in pods if p.status.phase == "Running"]
-    assert ready, f"no running {app} pod in {environment.namespace}"
-    return ready[0]
+def engine_pod(kube: Kube, environment: Environment) -> str:
+    name: str = serving_pods(kube, environment, "engine-api")[0].metadata.name
+    return name
 
 
 @then("every engine connection to dev's Postgres uses TLS 1.3 with a verified client certificate")
@@ -163,10 +166,7 @@ def _(
     toolbox_image: str,
     record_figure: RecordFigure,
 ) -> None:
-    pods = kube.core.list_namespaced_pod(
-        environment.namespace, label_selector="app.kubernetes.io/name=engine-api"
-    ).items
-    target = next(p for p in pods if p.status.pod_ip and p.metadata.deletion_timestamp is None)
+    target = serving_pods(kube, environment, "engine-api")[0]
     secret_marker, clear_marker = f"tls-{uuid.uuid4().hex}", f"clear-{uuid.uuid4().hex}"
     env = {"MARKERS": json.dumps([secret_marker, clear_marker]), "DURATION": "25"}
     name = f"capture-{uuid.uuid4().hex[:6]}"

@@ -241,6 +241,20 @@ def http(
     return HttpResult(int(status), parsed)
 
 
+def serving_pods(kube: Kube, environment: Environment, app: str) -> list[Any]:
+    """The running pods of one of the environment's workloads (terminating ones left out)."""
+    pods = kube.core.list_namespaced_pod(
+        environment.namespace, label_selector=f"app.kubernetes.io/name={app}"
+    ).items
+    running = [
+        pod
+        for pod in pods
+        if pod.status.phase == "Running" and pod.metadata.deletion_timestamp is None
+    ]
+    assert running, f"no running {app} pod in {environment.namespace}"
+    return running
+
+
 def api_call(
     kube: Kube,
     environment: Environment,
