@@ -41,6 +41,7 @@ pytest_plugins = [
     "steps.common.audit_steps",
     "steps.common.transit_steps",
     "steps.common.cluster_security_steps",
+    "steps.common.observability_steps",
 ]
 
 log = logging.getLogger(__name__)

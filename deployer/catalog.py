@@ -62,7 +62,31 @@ TOOLBOX_IMAGE = "ce.local/toolbox:bookworm"
 # the standard library and shared libraries are copied into the final image.
 ENGINE_RUNTIME_ROOTFS = RootfsSpec(name="python", packages=("python3", "ca-certificates"))
 
-POSTGRES_ROOTFS = RootfsSpec(name="postgres", packages=("postgresql-15", "ca-certificates"))
+# Postgres and its Prometheus exporter (a sidecar in the same pod, reading
+# over the pod-local socket, so the server's TLS-only network rules stay).
+POSTGRES_ROOTFS = RootfsSpec(
+    name="postgres",
+    packages=("postgresql-15", "prometheus-postgres-exporter", "ca-certificates"),
+)
+
+# The monitoring plane's Debian part: Alertmanager 0.25, the node and Postgres
+# exporters, and Python with the Prometheus client library for the Kubernetes
+# object-state exporter (kube-state-metrics is not served by this machine's Go
+# proxy; Debian's python3-kubernetes does not debootstrap). Prometheus itself
+# comes from its Go module (Debian's 2.42 is built without Kubernetes service
+# discovery), as do VictoriaLogs and vlagent (see go_programs).
+MONITORING_ROOTFS = RootfsSpec(
+    name="monitoring",
+    packages=(
+        "prometheus-alertmanager",
+        "prometheus-node-exporter",
+        "prometheus-postgres-exporter",
+        "python3-prometheus-client",
+        "ca-certificates",
+    ),
+)
+
+MONITORING_IMAGE = "ce.local/monitoring:bookworm"
 
 
 def kubernetes_ldflags(version: str) -> str:
@@ -79,6 +103,13 @@ def kubernetes_ldflags(version: str) -> str:
     for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
         flags += [f"-X {package}.{name}={value}" for name, value in stamps.items()]
     return " ".join(flags)
+
+
+def prometheus_ldflags(module_version: str) -> str:
+    """Prometheus' module v0.3MM.P is release 3.MM.P; stamp it as its Makefile would."""
+    minor, patch = module_version.lstrip("v").split(".")[1:3]
+    release = f"3.{int(minor) - 300}.{patch}"
+    return f"-s -w -X github.com/prometheus/common/version.Version={release}"
 
 
 def go_programs(paths: Paths, versions: Versions) -> dict[str, GoProgram]:
@@ -123,6 +154,27 @@ def go_programs(paths: Paths, versions: Versions) -> dict[str, GoProgram]:
             "local-path-provisioner",
             c / "local-path-provisioner",
             (("local-path-provisioner", "github.com/rancher/local-path-provisioner"),),
+        ),
+        GoProgram(
+            "prometheus",
+            c / "prometheus",
+            (
+                ("prometheus", "github.com/prometheus/prometheus/cmd/prometheus"),
+                ("promtool", "github.com/prometheus/prometheus/cmd/promtool"),
+            ),
+            ldflags=prometheus_ldflags(
+                component_version(paths, "prometheus", "github.com/prometheus/prometheus")
+            ),
+            # Service discovery for Kubernetes only: a third of the build, no cloud SDKs.
+            tags="remove_all_sd,enable_kubernetes_sd",
+        ),
+        GoProgram(
+            "victorialogs",
+            c / "victorialogs",
+            (
+                ("victoria-logs", "github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs"),
+                ("vlagent", "github.com/VictoriaMetrics/VictoriaLogs/app/vlagent"),
+            ),
         ),
     ]
     return {program.name: program for program in programs}
@@ -187,4 +239,15 @@ def cluster_images(paths: Paths, versions: Versions) -> list[ImageSpec]:
             (("local-path-provisioner", "local-path-provisioner"),),
         ),
         ImageSpec(TOOLBOX_IMAGE, "toolbox", ()),
+        ImageSpec(
+            MONITORING_IMAGE,
+            "monitoring",
+            (
+                ("prometheus", "prometheus"),
+                ("prometheus", "promtool"),
+                ("victorialogs", "victoria-logs"),
+                ("victorialogs", "vlagent"),
+            ),
+            user="65534",
+        ),
     ]

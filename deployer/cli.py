@@ -14,13 +14,14 @@ import yaml
 from rich.console import Console
 from rich.logging import RichHandler
 
-from deployer.actions import cluster, cluster_security, deploy
+from deployer.actions import capacity, cluster, cluster_security, deploy, monitoring, top
 from deployer.actions.build import build_all
 from deployer.actions.engine import ensure_engine
 from deployer.actions.engine_images import build_engine_images, image_refs
 from deployer.errors import ConfigError, DeployerError
 from deployer.lower import audit_chain
 from deployer.lower.kube import api_client
+from deployer.lower.prometheus import Prometheus
 from deployer.settings import Paths, default_paths
 
 log = logging.getLogger("deployer")
@@ -70,6 +71,24 @@ def parser() -> argparse.ArgumentParser:
         "verify", help="check that no audit event was altered, removed or reordered"
     ).add_argument("log", help="engine-api log file (kubectl logs ... > file), or - for stdin")
 
+    monitoring_cmd = commands.add_parser(
+        "monitoring", help="(re)apply the monitoring plane (infra/monitoring) to a cluster"
+    )
+    monitoring_cmd.add_argument("--cluster", default="ce")
+    promtool_cmd = commands.add_parser(
+        "promtool", help="run promtool (built from the pinned Prometheus module, cached)"
+    )
+    promtool_cmd.add_argument("arguments", nargs=argparse.REMAINDER)
+    top_cmd = commands.add_parser("top", help="live view of one environment, from Prometheus")
+    top_cmd.add_argument("--env", required=True)
+    top_cmd.add_argument("--cluster", default="ce")
+    top_cmd.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    capacity_cmd = commands.add_parser(
+        "capacity-report", help="CSV and plot of the capacity aggregates Prometheus keeps"
+    )
+    capacity_cmd.add_argument("--cluster", default="ce")
+    capacity_cmd.add_argument("--hours", type=float, default=24 * 30)
+    capacity_cmd.add_argument("--out", type=Path, default=Path("capacity-report"))
     cluster_cmd = commands.add_parser("cluster", help="ephemeral kind cluster lifecycle")
     verbs = cluster_cmd.add_subparsers(dest="verb", required=True)
     up = verbs.add_parser("up", help="create a cluster (1 control plane + N workers)")
@@ -156,6 +175,21 @@ def dispatch(args: argparse.Namespace, paths: Paths) -> int:
             certificates_rolled.seconds_to_roll_engine,
             certificates_rolled.seconds_to_reload_postgres,
         )
+    elif args.command == "monitoring":
+        handle = cluster.existing(paths, args.cluster)
+        monitoring.apply(paths, handle.kubeconfig, handle.kubectl)
+    elif args.command == "promtool":
+        return monitoring.promtool(paths, args.arguments)
+    elif args.command == "top":
+        handle = cluster.existing(paths, args.cluster)
+        top.run(Prometheus(api_client(handle.kubeconfig)), args.env, args.once, Console())
+    elif args.command == "capacity-report":
+        handle = cluster.existing(paths, args.cluster)
+        report = capacity.write_report(
+            Prometheus(api_client(handle.kubeconfig)), args.out, args.hours
+        )
+        print(report.csv_path)
+        print(report.plot_path)
     elif args.command == "audit":
         return verify_audit_log(args.log)
     elif args.command == "cluster":

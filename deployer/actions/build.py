@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deployer.catalog import (
+    MONITORING_ROOTFS,
     NODE_ROOTFS,
     TOOLBOX_ROOTFS,
     ImageSpec,
@@ -70,7 +71,7 @@ def build_all(paths: Paths, docker: DockerClient) -> BuildReport:
         spec.name: rootfs.ensure_image(
             spec, versions.debian.suite, versions.debian.mirror, paths.rootfs, docker
         )
-        for spec in (NODE_ROOTFS, TOOLBOX_ROOTFS)
+        for spec in (NODE_ROOTFS, TOOLBOX_ROOTFS, MONITORING_ROOTFS)
     }
     report.stages["rootfs_s"] = time.monotonic() - started
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from deployer.actions import cluster_security
+from deployer.actions import cluster_security, monitoring
 from deployer.actions.build import build_all
 from deployer.actions.cluster_security import NODE_PATH, security_dir
 from deployer.actions.engine import ensure_engine
@@ -144,6 +144,7 @@ def up(paths: Paths, request: ClusterRequest) -> ClusterHandle:
         )
         install_addons(paths, handle)
         wait_for_cluster(handle, expected_nodes=1 + request.workers)
+        monitoring.apply(paths, kubeconfig, built.kubectl)
     except (DeployerError, WaitTimeout, KeyboardInterrupt) as error:
         if request.keep_on_failure:
             log.error("cluster %r kept for inspection (--keep-on-failure)", request.name)

@@ -19,6 +19,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from deployer.actions import monitoring
 from deployer.actions.engine import ensure_engine
 from deployer.actions.engine_images import EngineImages, build_engine_images
 from deployer.errors import ClusterError, CommandError, ConfigError
@@ -151,19 +152,18 @@ def ensure_tls(api: client.ApiClient, environment: str, force: bool = False) -> 
         if error.status != 404:
             raise
         current = None
-    if current is not None and not force and not _needs_reissue(current, ca):
+    if current is not None and not force and not _needs_reissue(current, ca, namespace):
         return False
     suffixes = ("", f".{namespace}", f".{namespace}.svc", f".{namespace}.svc.cluster.local")
-    postgres = certificates.issue_leaf(
-        ca, "engine-postgres", [f"engine-postgres{s}" for s in suffixes], server=True
-    )
-    api_cert = certificates.issue_leaf(
-        ca, "engine-api", [f"engine-api{s}" for s in suffixes], server=True
-    )
+
+    def server(name: str) -> certificates.Issued:
+        names = [f"{name}{s}" for s in suffixes] + [metrics_server_name(environment)]
+        return certificates.issue_leaf(ca, name, names, server=True)
+
+    postgres = server("engine-postgres")
+    api_cert = server("engine-api")
     engine_client = certificates.issue_leaf(ca, POSTGRES_USER, [], server=False)
-    worker = certificates.issue_leaf(
-        ca, "engine-worker", [f"engine-worker{s}" for s in suffixes], server=True
-    )
+    worker = server("engine-worker")
     data = {
         "ca.crt": ca.cert_pem,
         "postgres.crt": postgres.cert_pem,
@@ -228,14 +228,34 @@ def rotate_certificates(target: Target, environment: str) -> CertificateRotation
     return CertificateRotation(rolled, time.monotonic() - started)
 
 
-def _needs_reissue(stored: dict[str, str], ca: certificates.Issued) -> bool:
+def metrics_server_name(environment: str) -> str:
+    """The name every server certificate of an environment also carries, so Prometheus
+    can verify any engine pod it scrapes by IP against one name (see infra/monitoring)."""
+    return f"engine-metrics.{namespace_for(environment)}.svc"
+
+
+SERVER_LEAVES = ("postgres.crt", "api.crt", "worker.crt")
+
+
+def _needs_reissue(stored: dict[str, str], ca: certificates.Issued, namespace: str) -> bool:
     pem = {k: base64.b64decode(v).decode() for k, v in stored.items()}
     if pem.get("ca.crt") != ca.cert_pem:
         return True
     leaves = ("postgres.crt", "api.crt", "client.crt", "worker.crt")
     if any(name not in pem for name in leaves):
         return True
+    metrics_name = f"engine-metrics.{namespace}.svc"
+    if any(metrics_name not in certificates.dns_names(pem[n]) for n in SERVER_LEAVES):
+        return True  # issued before Prometheus scraped the engine
     return min(certificates.seconds_left(pem[name]) for name in leaves) < REISSUE_BEFORE_S
+
+
+def read_ca(target: Target, environment: str) -> str:
+    """The environment's CA certificate (PEM), as issued by ensure_tls."""
+    secret = client.CoreV1Api(api_client(target.kubeconfig)).read_namespaced_secret(
+        CA_SECRET, namespace_for(environment)
+    )
+    return base64.b64decode(secret.data["ca.crt"]).decode()
 
 
 def _secret(name: str, data: dict[str, str]) -> client.V1Secret:
@@ -346,6 +366,7 @@ def deploy(
     ensure_secret(api_client(target.kubeconfig), environment)
     ensure_tls(api_client(target.kubeconfig), environment)
     apply(target, [doc for doc in documents if doc["kind"] != "Namespace"])
+    monitoring.publish_engine_ca(target.kubeconfig, environment, read_ca(target, environment))
     wait_for_rollout(target, namespace_for(environment))
     # Only after a good rollout: until then the old pods may still need old objects.
     namespace = namespace_for(environment)

@@ -97,3 +97,13 @@ def issue_leaf(ca: Issued, common_name: str, dns_names: list[str], server: bool)
 def seconds_left(cert_pem: str) -> float:
     cert = x509.load_pem_x509_certificate(cert_pem.encode())
     return (cert.not_valid_after_utc - _now()).total_seconds()
+
+
+def dns_names(cert_pem: str) -> list[str]:
+    """The certificate's DNS subject alternative names (none: an empty list)."""
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    try:
+        extension = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return []
+    return list(extension.value.get_values_for_type(x509.DNSName))

@@ -215,6 +215,15 @@ class DockerClient:
                     removed.append(tag)
         return removed
 
+    def power(self, name: str, on: bool) -> None:
+        """Start or stop (SIGTERM, then SIGKILL after 10 s) the container ``name``."""
+        try:
+            container = self._client.containers.get(name)
+            container.start() if on else container.stop(timeout=10)
+        except docker.errors.DockerException as error:
+            verb = "start" if on else "stop"
+            raise PrerequisiteError(f"cannot {verb} container {name!r}: {error}") from None
+
     def remove_container(self, name: str) -> None:
         try:
             self._client.containers.get(name).remove(force=True)

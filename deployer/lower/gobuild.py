@@ -25,6 +25,7 @@ class GoProgram:
     module_dir: Path
     packages: tuple[tuple[str, str], ...]  # (binary name, import path)
     ldflags: str = "-s -w"
+    tags: str = ""  # Go build tags, comma-separated
 
     def key(self, go_version: str) -> str:
         inputs = [
@@ -32,7 +33,14 @@ class GoProgram:
             for p in self.module_dir.iterdir()
             if p.is_file() and p.suffix in {".mod", ".sum", ".go"}
         ]
-        parts = [go_version, self.ldflags, repr(self.packages), "CGO_ENABLED=0", "linux/amd64"]
+        parts = [
+            go_version,
+            self.ldflags,
+            self.tags,
+            repr(self.packages),
+            "CGO_ENABLED=0",
+            "linux/amd64",
+        ]
         hasher_parts = parts + [f"{p.name}:{p.read_bytes().hex()}" for p in sorted(inputs)]
         return cache_key(*hasher_parts)
 
@@ -74,6 +82,7 @@ def build(program: GoProgram, out_root: Path, go: str) -> BuiltProgram:
                 "go",
                 "build",
                 "-trimpath",
+                *(["-tags", program.tags] if program.tags else []),
                 "-ldflags",
                 program.ldflags,
                 "-o",

@@ -1,31 +1,60 @@
 Feature: R3 - Complete monitoring and observability (system administrator)
-  Find and fix problems before users do.
+  Find and fix problems before users do. Everything is asked of the running
+  monitoring plane (Prometheus, Alertmanager, VictoriaLogs) deployed beside
+  the engine; faults are made for real from outside the product.
 
-  @R3.1 @observability @not_implemented
-  Scenario: Critical metrics are collected
+  @R3.1 @observability
+  Scenario: Every critical metric is collected, for every target, and fresh
     Given the "dev" environment is deployed
-    Then Prometheus holds request rate, error rate, latency, saturation and database metrics
+    When the engine serves requests and finishes a job
+    Then every scrape target is up, each layer of the catalogue among them
+    And every critical metric exists for each of its targets and is fresh
 
-  @R3.2 @observability @not_implemented
-  Scenario: An anomaly sends an alert
+  @R3.2 @observability
+  Scenario: A healthy stack raises no alert
     Given the "dev" environment is deployed
-    When the engine-api starts failing requests
-    Then Alertmanager delivers an alert to the test receiver
+    And the alert receiver is listening
+    Then no alert fires and none reaches the receiver for 30 seconds
 
-  @R3.3 @observability @not_implemented
-  Scenario: Detailed logs are available for analysis
+  @R3.2 @observability
+  Scenario Outline: An injected fault raises its alert, which resolves once the fault is gone
     Given the "dev" environment is deployed
-    When a request is sent with a known request ID
-    Then structured log lines with that request ID are found for the API and the worker
+    And the alert receiver is listening
+    And a client reads sessions from the engine API 4 times a second
+    When the fault "<fault>" is injected
+    Then the receiver gets "<alerts>", each with the fault's labels and a runbook
+    When the fault is removed
+    Then the receiver gets "<resolving>" resolved
 
-  @R3.4 @observability @not_implemented
-  Scenario: Performance metrics are visible in real time
-    Given the "dev" environment is deployed
-    When traffic is sent to the engine API
-    Then the request rate appears in Prometheus within 30 seconds
+    Examples:
+      | fault                | alerts                                                             | resolving                     |
+      | crash-looping worker | KubePodCrashLooping:warning                                        | KubePodCrashLooping:warning   |
+      | engine-api down      | EngineServiceDown:critical                                         | EngineServiceDown:critical    |
+      | Postgres down        | EngineDatabaseUnreachable:critical                                 | EngineDatabaseUnreachable:critical |
+      | error burst          | EngineErrorRateHigh:warning, EngineAvailabilityBudgetBurn:critical | EngineErrorRateHigh:warning   |
+      | latency spike        | EngineHighLatency:warning                                          | EngineHighLatency:warning     |
+      | node lost            | NodeDown:critical                                                  | NodeDown:critical             |
 
-  @R3.5 @observability @not_implemented
-  Scenario: Historical data is retained for capacity planning
+  @R3.3 @observability
+  Scenario: One request ID leads to every log line of a problem, even from a pod that is gone
     Given the "dev" environment is deployed
-    Then Prometheus keeps metrics on a persistent volume with a retention of at least 15 days
-    And metrics survive a restart of Prometheus
+    When a job is submitted with a known request ID, and a request with that ID fails in the API
+    Then the log store finds by that ID the API's lines, the worker's line for the job and the error detail, within 10 seconds
+    When the engine-api pod that logged them is deleted
+    Then its lines are still found in the log store
+
+  @R3.4 @observability
+  Scenario: A change in load is visible within 30 seconds, in Prometheus and in the live view
+    Given the "dev" environment is deployed
+    When a client starts sending 20 requests a second to the engine API
+    Then Prometheus shows the new rate within 30 seconds, from samples less than 30 seconds old
+    And the live view in a browser shows the engine's figures
+
+  @R3.5 @observability
+  Scenario: History for capacity planning survives restarts and is kept 13 months
+    Given the "dev" environment is deployed
+    Then the running Prometheus keeps at least 13 months of data on a persistent volume
+    And the capacity recording rules have data
+    When Prometheus' pod is deleted and comes back
+    Then the samples written before the restart are still there
+    And the capacity report writes a CSV and a plot from the recorded aggregates

@@ -44,7 +44,8 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
     Then the rollout completes with every pod on the previous version
     And no request failed during either rollout
 
-  @R1.5 @observability @not_implemented
-  Scenario: Metrics give visibility on every layer
+  @R1.5 @observability
+  Scenario: Metrics give visibility on every layer, from the nodes to the database
     Given the "dev" environment is deployed
-    Then Prometheus scrapes the nodes, the Kubernetes API, the engine-api and the engine-worker
+    When the engine serves requests and finishes a job
+    Then every scrape target is up, each layer of the catalogue among them

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 NODE_SHELL = "node-shell"  # run commands on nodes (docker exec into kind nodes)
 ETCD_ACCESS = "etcd-access"  # read raw values from etcd on the control plane
 ENCRYPTION_KEYS = "encryption-keys"  # the suite holds the API server's encryption config
+NODE_POWER = "node-power"  # stop and start a node for real (kind: its container)
 
 
 @dataclass
@@ -49,6 +50,11 @@ class ClusterProvider:
         self.require(NODE_SHELL, f"running {command[0]} on node {node}")
         return DockerClient().exec_in(node, command)
 
+    def power_node(self, node: str, on: bool) -> None:
+        """Stop a node as a power loss would (kind: stop its container), or start it again."""
+        self.require(NODE_POWER, f"{'starting' if on else 'stopping'} node {node}")
+        DockerClient().power(node, on)
+
     def cluster_dir(self, paths: Paths) -> Path:
         """The deployer's folder for this cluster (keys, kind config); kind clusters only."""
         self.require(ENCRYPTION_KEYS, "rotating the Secret encryption key")
@@ -73,7 +79,7 @@ def kind_provider(
     paths: Paths, name: str, workers: int, reuse: bool, keep: bool
 ) -> ClusterProvider:
     """Create (or with ``reuse`` attach to) a kind cluster built by the deployer."""
-    capabilities = frozenset({NODE_SHELL, ETCD_ACCESS, ENCRYPTION_KEYS})
+    capabilities = frozenset({NODE_SHELL, ETCD_ACCESS, ENCRYPTION_KEYS, NODE_POWER})
     if reuse:
         try:
             handle = cluster_actions.existing(paths, name)

@@ -91,6 +91,13 @@ def _state(config: pytest.Config) -> ReportState | None:
     return config.stash.get(STATE_KEY, None)
 
 
+def evidence_dir(config: pytest.Config) -> Path:
+    """Where a scenario keeps files for the report (screenshots, CSVs, plots)."""
+    state = _state(config)
+    base = state.directory if state is not None else report_root(config) / "untracked"
+    return base / "evidence"
+
+
 def record_session_fact(config: pytest.Config, name: str, value: Any) -> None:
     """Facts about the whole run (cluster provider, seconds to a Ready cluster, versions)."""
     state = _state(config)

@@ -20,14 +20,14 @@ def assets_configmap(name: str = "probe-assets") -> dict[str, Any]:
     }
 
 
-def _probe_volume() -> tuple[dict[str, Any], dict[str, Any]]:
+def probe_volume() -> tuple[dict[str, Any], dict[str, Any]]:
     volume = {"name": "probe", "configMap": {"name": "probe-assets"}}
     mount = {"name": "probe", "mountPath": "/probe", "readOnly": True}
     return volume, mount
 
 
 def _web_container(image: str) -> dict[str, Any]:
-    _, mount = _probe_volume()
+    _, mount = probe_volume()
     return {
         "name": "web",
         "image": image,
@@ -54,7 +54,7 @@ def _web_container(image: str) -> dict[str, Any]:
 
 def web_pod(name: str, node: str, image: str, app: str) -> dict[str, Any]:
     """A web server pinned to ``node``; it doubles as a client (curl, getent) for probes."""
-    volume, _ = _probe_volume()
+    volume, _ = probe_volume()
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -69,7 +69,7 @@ def web_pod(name: str, node: str, image: str, app: str) -> dict[str, Any]:
 
 
 def web_deployment(name: str, replicas: int, image: str) -> dict[str, Any]:
-    volume, _ = _probe_volume()
+    volume, _ = probe_volume()
     labels = {"app": name, PROBE_LABEL: "web"}
     return {
         "apiVersion": "apps/v1",
@@ -136,7 +136,7 @@ def script_pod(
     name: str, script: str, env: dict[str, str], image: str, deadline_s: int
 ) -> dict[str, Any]:
     """A run-once pod that runs one of the probe scripts (stdout is its result)."""
-    volume, mount = _probe_volume()
+    volume, mount = probe_volume()
     return {
         "apiVersion": "v1",
         "kind": "Pod",

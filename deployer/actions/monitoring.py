@@ -1,0 +1,173 @@
+"""The monitoring plane (infra/monitoring): install it, and hand it each environment's CA.
+
+Prometheus scrapes the engine over HTTPS and verifies every environment
+against that environment's own CA. A CA exists only once its environment is
+deployed, so `deploy` publishes it into the engine-cas ConfigMap here, waits
+until the kubelet has refreshed Prometheus' mounted copy, then reloads
+Prometheus. Until then an environment's slot holds a placeholder CA that
+verifies nothing (Prometheus refuses to start with a missing CA file).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from deployer.catalog import go_programs
+from deployer.errors import ClusterError
+from deployer.lower import certificates, gobuild, proc
+from deployer.lower.kube import api_client, pod_exec
+from deployer.lower.prometheus import NAMESPACE, Prometheus
+from deployer.lower.waiting import WaitTimeout, wait_until
+from deployer.settings import Paths, load_versions
+
+log = logging.getLogger(__name__)
+
+CA_CONFIGMAP = "engine-cas"
+CA_MOUNT = "/etc/prometheus/engine-ca"
+PROMETHEUS_POD = "prometheus-0"
+ENVIRONMENTS = ("dev", "staging", "production")
+WORKLOADS = (
+    "statefulset/prometheus",
+    "statefulset/victorialogs",
+    "deployment/alertmanager",
+    "deployment/kube-state",
+    "daemonset/node-exporter",
+    "daemonset/vlagent",
+)
+ROLLOUT_TIMEOUT = 300
+PLACEHOLDER_CN = "placeholder: environment not deployed"
+
+
+def promtool(paths: Paths, arguments: list[str]) -> int:
+    """Run promtool from the Prometheus build the image uses; return its exit code."""
+    program = go_programs(paths, load_versions(paths))["prometheus"]
+    built = gobuild.build(program, paths.go_bin, gobuild.go_version())
+    return subprocess.run([str(built.binary("promtool")), *arguments], check=False).returncode
+
+
+def manifests_dir(paths: Paths) -> Path:
+    return paths.repo / "infra" / "monitoring"
+
+
+def apply(paths: Paths, kubeconfig: Path, kubectl: Path) -> float:
+    """Apply infra/monitoring and wait until every component is ready; return seconds."""
+    started = time.monotonic()
+    log.info("==> Monitoring: Prometheus, Alertmanager, exporters, VictoriaLogs, vlagent")
+    rendered = proc.run(
+        [kubectl, "kustomize", manifests_dir(paths)], timeout=60, describe="kubectl kustomize"
+    )
+    documents = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    kube = [kubectl, "--kubeconfig", kubeconfig]
+
+    def server_side_apply(objects: list[dict[str, Any]], what: str) -> None:
+        proc.run(
+            [*kube, "apply", "--server-side", "--field-manager=ce-deployer", "-f", "-"],
+            timeout=120,
+            input_text=yaml.safe_dump_all(objects),
+            describe=f"kubectl apply {what}",
+        )
+
+    server_side_apply([d for d in documents if d["kind"] == "Namespace"], "monitoring namespace")
+    ensure_ca_slots(api_client(kubeconfig))
+    server_side_apply([d for d in documents if d["kind"] != "Namespace"], "infra/monitoring")
+    for workload in WORKLOADS:
+        proc.run(
+            [
+                *kube,
+                "-n",
+                NAMESPACE,
+                "rollout",
+                "status",
+                workload,
+                f"--timeout={ROLLOUT_TIMEOUT}s",
+            ],
+            timeout=ROLLOUT_TIMEOUT + 30,
+            describe=f"rollout of {workload}",
+        )
+    seconds = time.monotonic() - started
+    log.info("   monitoring ready after %.0fs", seconds)
+    return seconds
+
+
+def ensure_ca_slots(api: client.ApiClient) -> None:
+    """Create engine-cas with a placeholder for every environment that has no CA yet."""
+    core = client.CoreV1Api(api)
+    try:
+        data = core.read_namespaced_config_map(CA_CONFIGMAP, NAMESPACE).data or {}
+        exists = True
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        data, exists = {}, False
+    missing = {
+        f"{env}.crt": certificates.issue_ca(PLACEHOLDER_CN).cert_pem
+        for env in ENVIRONMENTS
+        if f"{env}.crt" not in data
+    }
+    if not missing:
+        return
+    if exists:
+        core.patch_namespaced_config_map(CA_CONFIGMAP, NAMESPACE, {"data": missing})
+    else:
+        core.create_namespaced_config_map(
+            NAMESPACE,
+            client.V1ConfigMap(metadata=client.V1ObjectMeta(name=CA_CONFIGMAP), data=missing),
+        )
+
+
+def installed(api: client.ApiClient) -> bool:
+    try:
+        client.CoreV1Api(api).read_namespace(NAMESPACE)
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def publish_engine_ca(kubeconfig: Path, environment: str, ca_pem: str) -> None:
+    """Let Prometheus verify ``environment``'s engine: store its CA, see it mounted, reload."""
+    api = api_client(kubeconfig)
+    if not installed(api):
+        log.info("   monitoring is not installed: %s's CA not published", environment)
+        return
+    core = client.CoreV1Api(api)
+    key = f"{environment}.crt"
+    current = core.read_namespaced_config_map(CA_CONFIGMAP, NAMESPACE).data or {}
+    if current.get(key) == ca_pem and _mounted(api, key) == ca_pem.strip():
+        return
+    core.patch_namespaced_config_map(CA_CONFIGMAP, NAMESPACE, {"data": {key: ca_pem}})
+    # A change to the pod makes the kubelet sync its volumes now, not at its next
+    # periodic sync (up to a minute or more later).
+    core.patch_namespaced_pod(
+        PROMETHEUS_POD,
+        NAMESPACE,
+        {"metadata": {"annotations": {"ce.io/engine-ca-" + environment: str(time.time())}}},
+    )
+    try:
+        _, seconds = wait_until(
+            lambda: _mounted(api, key) == ca_pem.strip(),
+            timeout=180,
+            interval=2,
+            describe=f"Prometheus to see {environment}'s CA",
+        )
+    except WaitTimeout as error:
+        raise ClusterError(str(error)) from None
+    Prometheus(api).reload()
+    log.info(
+        "   Prometheus verifies %s's engine with its CA (mounted after %.0fs)", environment, seconds
+    )
+
+
+def _mounted(api: client.ApiClient, key: str) -> str | None:
+    code, out, _ = pod_exec(api, NAMESPACE, PROMETHEUS_POD, ["cat", f"{CA_MOUNT}/{key}"])
+    return out.strip() if code == 0 else None

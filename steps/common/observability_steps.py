@@ -1,0 +1,705 @@
+"""Steps on the monitoring plane (R1.5, R3.1-R3.5): what Prometheus holds, what
+Alertmanager delivers, what the log store finds, how old the data is.
+
+Every check asks the running components (Prometheus' HTTP API, the alert
+receiver, VictoriaLogs) through the Kubernetes API server's service proxy.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from kubernetes.client.rest import ApiException
+from pytest_bdd import given, parsers, then, when
+
+from deployer.actions import capacity
+from deployer.lower.prometheus import NAMESPACE, Prometheus
+from deployer.lower.waiting import WaitTimeout, wait_until
+from deployer.settings import Paths
+from steps.support.environments import Environment, api_call, serving_pods
+from steps.support import browser, faults, workloads
+from steps.support.kube import Kube
+from steps.support.monitoring import (
+    ENGINE_WORKLOADS,
+    AlertSink,
+    Layer,
+    LogStore,
+    catalogue,
+    sink_manifests,
+)
+from steps.support.provider import ClusterProvider
+from steps.support.report import RecordFigure, evidence_dir
+
+
+@pytest.fixture(scope="session")
+def prometheus(kube: Kube) -> Prometheus:
+    try:
+        kube.core.read_namespace(NAMESPACE)
+    except ApiException as error:
+        if error.status == 404:
+            pytest.skip("not applicable: the monitoring plane is not installed on this cluster")
+        raise
+    server = Prometheus(kube.api)
+    wait_until(server.ready, timeout=120, interval=2, describe="Prometheus ready")
+    return server
+
+
+@pytest.fixture(scope="session")
+def alert_sink(kube: Kube, prometheus: Prometheus, toolbox_image: str) -> Iterator[AlertSink]:
+    """The suite's webhook receiver, at the address Alertmanager's configuration names."""
+    kube.create(NAMESPACE, workloads.assets_configmap())
+    for manifest in sink_manifests(toolbox_image):
+        kube.create(NAMESPACE, manifest)
+    kube.wait_pods_ready(NAMESPACE, ["alert-sink"], timeout=120)
+    yield AlertSink(kube.api)
+    kube.core.delete_namespaced_pod("alert-sink", NAMESPACE, grace_period_seconds=0)
+    kube.core.delete_namespaced_service("alert-sink", NAMESPACE)
+    kube.core.delete_namespaced_config_map("probe-assets", NAMESPACE)
+
+
+def expected_targets(kube: Kube, environment: Environment, layer: Layer) -> set[str]:
+    """The names a layer's metric must exist for: nodes, or the workload's running pods."""
+    if layer.per == "node":
+        return {node.metadata.name for node in kube.core.list_node().items}
+    if layer.per in ENGINE_WORKLOADS:
+        return {pod.metadata.name for pod in serving_pods(kube, environment, layer.per)}
+    return {"cluster"}
+
+
+def selector(environment: Environment, layer: Layer) -> tuple[str, str]:
+    """(PromQL label selector, the label that names a target) for one layer."""
+    if layer.per in ENGINE_WORKLOADS:
+        return f'{{namespace="{environment.namespace}", job="{layer.per}"}}', "pod"
+    if layer.per == "node":
+        return f'{{job="{layer.job}"}}', "node"
+    return f'{{job="{layer.job}"}}', ""
+
+
+@dataclass(frozen=True)
+class MetricState:
+    layer: str
+    metric: str
+    missing: tuple[str, ...]
+    oldest_s: float
+    limit_s: float
+
+
+def metric_states(
+    prometheus: Prometheus, kube: Kube, environment: Environment, layers: list[Layer]
+) -> list[MetricState]:
+    states = []
+    for layer in layers:
+        wanted = expected_targets(kube, environment, layer)
+        labels, by = selector(environment, layer)
+        for metric in layer.metrics:
+            grouping = f"by ({by}) " if by else ""
+            # Per target, the age of its newest series: series of a container or an
+            # interface that went away linger until they go stale, and are not the target.
+            ages = prometheus.query(f"min {grouping}(time() - timestamp({metric}{labels}))")
+            seen = {
+                sample.labels.get(by, "cluster") if by else "cluster": sample.value
+                for sample in ages
+            }
+            states.append(
+                MetricState(
+                    layer=layer.name,
+                    metric=metric,
+                    missing=tuple(sorted(wanted - set(seen))),
+                    oldest_s=max((seen[t] for t in wanted if t in seen), default=float("inf")),
+                    limit_s=2 * layer.interval_s,
+                )
+            )
+    return states
+
+
+@when("the engine serves requests and finishes a job")
+def _(kube: Kube, environment: Environment) -> None:
+    """Counters and histograms exist once something happened; make it happen."""
+    writer = environment.token("writer")
+    for _ in range(5):
+        assert api_call(kube, environment, "GET", "/v1/sessions", writer).status == 200
+    submitted = api_call(
+        kube, environment, "POST", "/v1/jobs", writer, {"input": "observe me", "iterations": 2}
+    )
+    assert submitted.status == 202, submitted
+    job = submitted.body["id"]
+
+    def done() -> bool:
+        state = api_call(kube, environment, "GET", f"/v1/jobs/{job}", writer)
+        return state.status == 200 and state.body["status"] == "done"
+
+    wait_until(done, timeout=60, interval=1, describe=f"job {job} done")
+
+
+@then("every scrape target is up, each layer of the catalogue among them")
+def _(
+    prometheus: Prometheus,
+    kube: Kube,
+    environment: Environment,
+    paths: Paths,
+    record_figure: RecordFigure,
+) -> None:
+    layers = catalogue(paths.repo)
+
+    def all_up() -> list[dict[str, Any]] | None:
+        targets = prometheus.targets()
+        down = [t for t in targets if t["health"] != "up"]
+        return None if down else targets
+
+    try:
+        targets, _ = wait_until(all_up, timeout=60, interval=3, describe="every target up")
+    except WaitTimeout:
+        down = [
+            f"{t['labels'].get('job')} {t['scrapeUrl']}: {t['lastError']}"
+            for t in prometheus.targets()
+            if t["health"] != "up"
+        ]
+        pytest.fail(f"scrape targets down: {down}")
+    jobs = {t["labels"].get("job") for t in targets}
+    wanted_jobs = {layer.job or layer.per for layer in layers}
+    assert wanted_jobs <= jobs, f"no scrape target for {sorted(wanted_jobs - jobs)}"
+    for workload in ENGINE_WORKLOADS:
+        pods = {p.metadata.name for p in serving_pods(kube, environment, workload)}
+        scraped = {
+            t["labels"].get("pod")
+            for t in targets
+            if t["labels"].get("job") == workload
+            and t["labels"].get("namespace") == environment.namespace
+        }
+        assert pods <= scraped, f"{workload} pods not scraped: {sorted(pods - scraped)}"
+    record_figure("scrape_targets_up", len(targets))
+    record_figure("scrape_jobs", ", ".join(sorted(j for j in jobs if j)))
+
+
+@then("every critical metric exists for each of its targets and is fresh")
+def _(
+    prometheus: Prometheus,
+    kube: Kube,
+    environment: Environment,
+    paths: Paths,
+    record_figure: RecordFigure,
+) -> None:
+    layers = catalogue(paths.repo)
+    states = metric_states(prometheus, kube, environment, layers)
+    missing = [f"{s.layer}/{s.metric} for {', '.join(s.missing)}" for s in states if s.missing]
+    assert not missing, f"critical metrics missing: {missing}"
+    stale = [
+        f"{s.layer}/{s.metric} {s.oldest_s:.1f}s old (limit {s.limit_s:.0f}s)"
+        for s in states
+        if s.oldest_s > s.limit_s
+    ]
+    assert not stale, f"critical metrics stale: {stale}"
+    record_figure("critical_metrics", len(states))
+    record_figure("critical_layers", len(layers))
+    record_figure("critical_metric_oldest_s", round(max(s.oldest_s for s in states), 1))
+
+
+@given("the alert receiver is listening")
+def _(alert_sink: AlertSink) -> None:
+    alert_sink.notifications()  # answers through the proxy, or the step fails here
+
+
+@then(parsers.parse("no alert fires and none reaches the receiver for {seconds:d} seconds"))
+def _(
+    prometheus: Prometheus, alert_sink: AlertSink, seconds: int, record_figure: RecordFigure
+) -> None:
+    """Earlier scenarios' faults must have cleared first; then a quiet window is watched whole."""
+
+    def nothing_firing() -> bool:
+        return not [a for a in prometheus.alerts() if a["state"] == "firing"]
+
+    try:
+        _, settled = wait_until(nothing_firing, timeout=360, interval=3, describe="no alert firing")
+    except WaitTimeout:
+        firing = [a["labels"] for a in prometheus.alerts() if a["state"] == "firing"]
+        pytest.fail(f"alerts still firing on the stack before the quiet period: {firing}")
+    start = time.time()
+    while time.time() - start < seconds:
+        pending = [a["labels"]["alertname"] for a in prometheus.alerts()]
+        fired = [
+            n.labels.get("alertname")
+            for n in alert_sink.notifications()
+            if n.received_at >= start and n.status == "firing"
+        ]
+        assert not pending and not fired, f"on a healthy stack: pending {pending}, sent {fired}"
+        time.sleep(3)
+    record_figure("quiet_period_s", seconds)
+    record_figure("seconds_until_no_alert_firing", round(settled, 1))
+
+
+@given(
+    parsers.parse("a client reads sessions from the engine API {rate:d} times a second"),
+    target_fixture="steady_reader",
+)
+def _(
+    kube: Kube,
+    environment: Environment,
+    toolbox_image: str,
+    rate: int,
+    request: pytest.FixtureRequest,
+) -> str:
+    name = f"reader-{uuid.uuid4().hex[:6]}"
+    namespace = environment.client_namespace
+    kube.create(
+        namespace,
+        workloads.traffic_pod(
+            name,
+            f"{environment.api_url}/v1/sessions",
+            toolbox_image,
+            interval_s=1 / rate,
+            duration_s=400,
+            count=1_000_000,
+            token=environment.token("reader"),
+            timeout_s=3,
+        ),
+    )
+    request.addfinalizer(
+        lambda: kube.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+    )
+    kube.wait_pods_ready(namespace, [name], timeout=60)
+    return name
+
+
+FAULTS = {
+    "crash-looping worker": lambda ctx: faults.crash_looping_worker(ctx.kube, ctx.environment),
+    "engine-api down": lambda ctx: faults.scaled_away(
+        ctx.kube, ctx.environment, "deployment", "engine-api"
+    ),
+    "Postgres down": lambda ctx: faults.scaled_away(
+        ctx.kube, ctx.environment, "statefulset", "engine-postgres"
+    ),
+    "error burst": lambda ctx: faults.table_renamed(ctx.kube, ctx.environment),
+    "latency spike": lambda ctx: faults.table_locked(ctx.kube, ctx.environment),
+    "node lost": lambda ctx: faults.node_lost(ctx.kube, ctx.provider, ctx.environment),
+}
+
+
+@dataclass
+class FaultContext:
+    kube: Kube
+    environment: Environment
+    provider: ClusterProvider
+
+
+@dataclass
+class InjectedFault:
+    fault: faults.Fault
+    injected_at: float
+    removed_at: float = 0.0
+
+
+@when(parsers.parse('the fault "{name}" is injected'), target_fixture="injected")
+def _(
+    kube: Kube,
+    environment: Environment,
+    cluster_provider: ClusterProvider,
+    name: str,
+    request: pytest.FixtureRequest,
+) -> InjectedFault:
+    fault = FAULTS[name](FaultContext(kube, environment, cluster_provider))
+    injected = InjectedFault(fault, time.time())
+    fault.inject()
+
+    def undo_if_left() -> None:  # a failed step still leaves the stack as it was
+        if not injected.removed_at:
+            fault.remove()
+
+    request.addfinalizer(undo_if_left)
+    return injected
+
+
+def expected_alerts(spec: str) -> list[tuple[str, str]]:
+    """'Alert:severity, Other:severity' -> [(alert, severity), ...]"""
+    pairs = [item.strip().split(":") for item in spec.split(",") if item.strip()]
+    return [(alert.strip(), severity.strip()) for alert, severity in pairs]
+
+
+@then(parsers.parse('the receiver gets "{alerts}", each with the fault\'s labels and a runbook'))
+def _(
+    alert_sink: AlertSink,
+    injected: InjectedFault,
+    alerts: str,
+    paths: Paths,
+    record_figure: RecordFigure,
+) -> None:
+    runbooks = (paths.repo / "docs" / "runbooks.md").read_text().lower()
+    for alertname, severity in expected_alerts(alerts):
+        try:
+            note, _ = wait_until(
+                lambda name=alertname: alert_sink.first(
+                    name, "firing", injected.injected_at, injected.fault.labels
+                ),
+                timeout=150,
+                interval=1,
+                describe=f"{alertname} at the receiver",
+            )
+        except WaitTimeout:
+            got = sorted({n.labels.get("alertname", "") for n in alert_sink.notifications()})
+            pytest.fail(
+                f"{alertname} never reached the receiver for {injected.fault.name}; got {got}"
+            )
+        assert note.labels.get("severity") == severity, f"{alertname}: {note.labels}"
+        runbook = note.annotations.get("runbook_url", "")
+        anchor = runbook.rpartition("#")[2]
+        assert anchor and f"\n## {anchor}\n" in runbooks, (
+            f"{alertname}: runbook {runbook!r} has no section in docs/runbooks.md"
+        )
+        assert note.annotations.get("summary"), f"{alertname} has no summary"
+        record_figure(
+            f"{alertname}_seconds_to_receiver", round(note.received_at - injected.injected_at, 1)
+        )
+
+
+@when("the fault is removed")
+def _(injected: InjectedFault) -> None:
+    injected.fault.remove()
+    injected.removed_at = time.time()
+
+
+@then(parsers.parse('the receiver gets "{alerts}" resolved'))
+def _(
+    alert_sink: AlertSink, injected: InjectedFault, alerts: str, record_figure: RecordFigure
+) -> None:
+    for alertname, _severity in expected_alerts(alerts):
+        try:
+            note, _ = wait_until(
+                lambda name=alertname: alert_sink.first(
+                    name, "resolved", injected.removed_at, injected.fault.labels
+                ),
+                timeout=180,
+                interval=2,
+                describe=f"{alertname} resolved at the receiver",
+            )
+        except WaitTimeout:
+            pytest.fail(
+                f"{alertname} was not resolved within 180 s of removing {injected.fault.name}"
+            )
+        record_figure(
+            f"{alertname}_seconds_to_resolved", round(note.received_at - injected.removed_at, 1)
+        )
+
+
+@dataclass
+class TracedRequest:
+    request_id: str
+    sent_at: float
+    job_id: int
+    served_by: str = ""
+
+
+def with_request_id(request_id: str) -> tuple[str, ...]:
+    return ("-H", f"X-Request-ID: {request_id}")
+
+
+@when(
+    "a job is submitted with a known request ID, and a request with that ID fails in the API",
+    target_fixture="traced",
+)
+def _(kube: Kube, environment: Environment) -> TracedRequest:
+    request_id = f"trace-{uuid.uuid4().hex}"
+    writer = environment.token("writer")
+    sent_at = time.time()
+    submitted = api_call(
+        kube,
+        environment,
+        "POST",
+        "/v1/jobs",
+        writer,
+        {"input": "trace me", "iterations": 1},
+        curl_args=with_request_id(request_id),
+    )
+    assert submitted.status == 202, submitted
+    broken = faults.table_renamed(kube, environment, table="thoughts")
+    broken.inject()
+    try:
+        failed = api_call(
+            kube,
+            environment,
+            "GET",
+            "/v1/sessions/1/thoughts",
+            writer,
+            curl_args=with_request_id(request_id),
+        )
+    finally:
+        broken.remove()
+    assert failed.status == 500, f"the request under a missing table answered {failed}"
+    return TracedRequest(request_id, sent_at, int(submitted.body["id"]))
+
+
+@then(
+    parsers.parse(
+        "the log store finds by that ID the API's lines, the worker's line for the job "
+        "and the error detail, within {seconds:d} seconds"
+    )
+)
+def _(kube: Kube, traced: TracedRequest, seconds: int, record_figure: RecordFigure) -> None:
+    store = LogStore(kube.api)
+    wanted = {
+        "api request line": lambda e: (
+            e.get("service") == "engine-api" and e.get("_msg") == "request"
+        ),
+        "api job queued": lambda e: (
+            e.get("service") == "engine-api" and e.get("_msg") == "job queued"
+        ),
+        "worker job done": lambda e: (
+            e.get("service") == "engine-worker"
+            and e.get("_msg") == "job done"
+            and str(e.get("job_id")) == str(traced.job_id)
+        ),
+        "error detail": lambda e: (
+            e.get("level") == "ERROR" and 'relation "thoughts" does not exist' in e.get("exc", "")
+        ),
+    }
+
+    def everything_found() -> list[dict[str, Any]] | None:
+        entries = store.query(f'request_id:"{traced.request_id}"')
+        found = {name for name, match in wanted.items() if any(match(e) for e in entries)}
+        return entries if found == set(wanted) else None
+
+    try:
+        entries, waited = wait_until(
+            everything_found, timeout=60, interval=0.5, describe="the traced lines in VictoriaLogs"
+        )
+    except WaitTimeout:
+        entries = store.query(f'request_id:"{traced.request_id}"')
+        missing = [n for n, match in wanted.items() if not any(match(e) for e in entries)]
+        pytest.fail(f"not in the log store after 60 s: {missing}; found {entries}")
+    delay = time.time() - traced.sent_at
+    record_figure("log_lines_found", len(entries))
+    record_figure("log_searchable_after_s", round(delay, 1))
+    assert delay <= seconds + 30, f"log lines took {delay:.0f}s to become searchable"
+    pods = {e.get("kubernetes.pod_name") for e in entries if e.get("service") == "engine-api"}
+    assert all(pods), f"lines carry no pod name: {entries}"
+    traced.served_by = sorted(p for p in pods if p)[0]
+
+
+@when("the engine-api pod that logged them is deleted", target_fixture="deleted_pod")
+def _(kube: Kube, environment: Environment, traced: TracedRequest) -> str:
+    pod = traced.served_by
+    kube.core.delete_namespaced_pod(pod, environment.namespace)
+
+    def gone() -> bool:
+        try:
+            kube.core.read_namespaced_pod(pod, environment.namespace)
+        except ApiException as error:
+            return error.status == 404
+        return False
+
+    wait_until(gone, timeout=120, interval=1, describe=f"{pod} gone")
+    faults.wait_workloads_ready(kube, environment)
+    return pod
+
+
+@then("its lines are still found in the log store")
+def _(kube: Kube, traced: TracedRequest, deleted_pod: str, record_figure: RecordFigure) -> None:
+    entries = LogStore(kube.api).query(
+        f'request_id:"{traced.request_id}" AND kubernetes.pod_name:"{deleted_pod}"'
+    )
+    assert entries, f"the lines of deleted pod {deleted_pod} are gone from the log store"
+    record_figure("lines_of_deleted_pod", len(entries))
+
+
+def request_rate(prometheus: Prometheus, environment: Environment) -> float:
+    samples = prometheus.query(
+        "sum(rate(engine_http_requests_total"
+        f'{{namespace="{environment.namespace}", job="engine-api", route="/v1/sessions"}}[15s]))'
+    )
+    return samples[0].value if samples else 0.0
+
+
+@when(
+    parsers.parse("a client starts sending {rate:d} requests a second to the engine API"),
+    target_fixture="load_change",
+)
+def _(
+    kube: Kube,
+    environment: Environment,
+    prometheus: Prometheus,
+    toolbox_image: str,
+    rate: int,
+    request: pytest.FixtureRequest,
+) -> dict[str, float]:
+    baseline = request_rate(prometheus, environment)
+    name = f"burst-{uuid.uuid4().hex[:6]}"
+    namespace = environment.client_namespace
+    kube.create(
+        namespace,
+        workloads.traffic_pod(
+            name,
+            f"{environment.api_url}/v1/sessions",
+            toolbox_image,
+            interval_s=1 / rate,
+            duration_s=90,
+            count=rate * 90,
+            token=environment.token("reader"),
+        ),
+    )
+    request.addfinalizer(
+        lambda: kube.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+    )
+    kube.wait_pods_ready(namespace, [name], timeout=60)
+    return {"baseline": baseline, "started": time.time(), "rate": float(rate)}
+
+
+@then(
+    parsers.parse(
+        "Prometheus shows the new rate within {seconds:d} seconds, from samples "
+        "less than {age:d} seconds old"
+    )
+)
+def _(
+    prometheus: Prometheus,
+    environment: Environment,
+    load_change: dict[str, float],
+    seconds: int,
+    age: int,
+    record_figure: RecordFigure,
+) -> None:
+    threshold = load_change["baseline"] + load_change["rate"] / 2
+
+    def visible() -> float | None:
+        rate = request_rate(prometheus, environment)
+        return rate if rate >= threshold else None
+
+    try:
+        rate, _ = wait_until(visible, timeout=seconds * 3, interval=1, describe="the new rate")
+    except WaitTimeout:
+        pytest.fail(
+            f"the request rate stayed below {threshold:.1f}/s for {seconds * 3} s "
+            f"(now {request_rate(prometheus, environment):.1f}/s)"
+        )
+    shown_after = time.time() - load_change["started"]
+    newest = prometheus.query(
+        "max(time() - timestamp(engine_http_requests_total"
+        f'{{namespace="{environment.namespace}", job="engine-api"}}))'
+    )[0].value
+    record_figure("load_visible_after_s", round(shown_after, 1))
+    record_figure("newest_sample_age_s", round(newest, 1))
+    record_figure("rate_before_per_s", round(load_change["baseline"], 2))
+    record_figure("rate_seen_per_s", round(rate, 2))
+    assert shown_after <= seconds, f"the new load showed after {shown_after:.0f}s"
+    assert newest < age, f"the newest sample is {newest:.0f}s old"
+
+
+@then("the live view in a browser shows the engine's figures")
+def _(
+    kube: Kube,
+    cluster_provider: ClusterProvider,
+    environment: Environment,
+    paths: Paths,
+    request: pytest.FixtureRequest,
+    record_figure: RecordFigure,
+) -> None:
+    shot = browser.screenshot_console(
+        cluster_provider.kubeconfig, paths, evidence_dir(request.config)
+    )
+    assert environment.namespace in shot.text, f"the live view lists no {environment.namespace}"
+    row = shot.text.split(environment.namespace, 1)[1].split("\n", 8)
+    assert any(ch.isdigit() for ch in " ".join(row)), f"no figures in the row: {row}"
+    record_figure("live_view_screenshot", shot.png.name)
+    record_figure("live_view_png_bytes", shot.png.stat().st_size)
+
+
+RETENTION_UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+THIRTEEN_MONTHS_S = 395 * 86400
+
+
+def duration_seconds(text: str) -> float:
+    """Prometheus durations such as '400d' or '1y2w'."""
+    parts = re.findall(r"(\d+)([ywdhms])", text)
+    assert parts, f"not a Prometheus duration: {text!r}"
+    return float(sum(int(number) * RETENTION_UNITS[unit] for number, unit in parts))
+
+
+@then("the running Prometheus keeps at least 13 months of data on a persistent volume")
+def _(prometheus: Prometheus, kube: Kube, record_figure: RecordFigure) -> None:
+    retention = prometheus.runtime().get("storageRetention", "")
+    first = retention.split(" or ")[0].strip()
+    seconds = duration_seconds(first)
+    assert seconds >= THIRTEEN_MONTHS_S, f"retention {retention!r} is shorter than 13 months"
+    pod = kube.core.read_namespaced_pod("prometheus-0", NAMESPACE)
+    data = next(v for v in pod.spec.volumes if v.name == "data")
+    assert data.persistent_volume_claim, "Prometheus' data volume is not a PersistentVolumeClaim"
+    claim = kube.core.read_namespaced_persistent_volume_claim(
+        data.persistent_volume_claim.claim_name, NAMESPACE
+    )
+    assert claim.status.phase == "Bound", f"{claim.metadata.name} is {claim.status.phase}"
+    record_figure("retention", retention)
+    record_figure("retention_days", round(seconds / 86400))
+    record_figure("prometheus_volume", f"{claim.metadata.name} ({claim.spec.storage_class_name})")
+
+
+@then("the capacity recording rules have data")
+def _(prometheus: Prometheus, record_figure: RecordFigure) -> None:
+    empty = []
+    for metric in capacity.SERIES:
+
+        def present(name: str = metric) -> bool:
+            return bool(prometheus.query(name))
+
+        try:
+            wait_until(present, timeout=90, interval=3, describe=f"{metric} recorded")
+        except WaitTimeout:
+            empty.append(metric)
+    assert not empty, f"capacity aggregates with no data: {empty}"
+    record_figure("capacity_series", len(capacity.SERIES))
+
+
+@dataclass
+class HistoryMark:
+    at: float
+    series: int
+    oldest: float
+
+
+@when("Prometheus' pod is deleted and comes back", target_fixture="history_mark")
+def _(prometheus: Prometheus, kube: Kube, record_figure: RecordFigure) -> HistoryMark:
+    at = time.time() - 30
+    before = prometheus.query("count(up)", at=at)
+    assert before and before[0].value > 0, "no samples 30 s ago to compare"
+    oldest = prometheus.query("min(prometheus_tsdb_lowest_timestamp_seconds)")[0].value
+    kube.core.delete_namespaced_pod("prometheus-0", NAMESPACE)
+    started = time.time()
+
+    def back() -> bool:
+        try:
+            replaced = kube.core.read_namespaced_pod("prometheus-0", NAMESPACE)
+        except ApiException:
+            return False
+        return replaced.metadata.creation_timestamp.timestamp() > started - 5 and prometheus.ready()
+
+    _, seconds = wait_until(back, timeout=240, interval=2, describe="Prometheus back and ready")
+    record_figure("prometheus_back_after_s", round(seconds, 1))
+    return HistoryMark(at, int(before[0].value), oldest)
+
+
+@then("the samples written before the restart are still there")
+def _(prometheus: Prometheus, history_mark: HistoryMark, record_figure: RecordFigure) -> None:
+    after = prometheus.query("count(up)", at=history_mark.at)
+    assert after and int(after[0].value) == history_mark.series, (
+        f"count(up) at {history_mark.at:.0f}: {history_mark.series} before the restart, "
+        f"{after[0].value if after else 'nothing'} after"
+    )
+    oldest = prometheus.query("min(prometheus_tsdb_lowest_timestamp_seconds)")[0].value
+    assert oldest <= history_mark.oldest + 1, "the oldest sample is newer after the restart"
+    record_figure("history_kept_from", time.strftime("%H:%M:%SZ", time.gmtime(oldest)))
+    record_figure("history_span_s", round(time.time() - oldest))
+
+
+@then("the capacity report writes a CSV and a plot from the recorded aggregates")
+def _(prometheus: Prometheus, request: pytest.FixtureRequest, record_figure: RecordFigure) -> None:
+    report = capacity.write_report(prometheus, evidence_dir(request.config) / "capacity", hours=1)
+    assert report.rows > 0 and report.series >= len(capacity.SERIES), report
+    with report.csv_path.open() as handle:
+        metrics = {row["metric"] for row in csv.DictReader(handle)}
+    assert metrics == set(capacity.SERIES), f"CSV has {metrics}"
+    assert report.plot_path.stat().st_size > 10_000, "the plot is (nearly) empty"
+    record_figure("capacity_csv_rows", report.rows)
+    record_figure("capacity_plot", report.plot_path.name)

@@ -1,0 +1,236 @@
+"""Real faults injected into a deployed environment from outside the product.
+
+Nothing here asks the engine to misbehave: workloads are scaled away or
+given a broken release, Postgres is stopped or has a table taken from under
+the engine or locked, a node is powered off. Each fault has an ``inject``
+and a ``remove`` that restores exactly what was there.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from deployer.lower.kube import pod_exec
+from deployer.lower.waiting import wait_until
+from steps.support.environments import Environment
+from steps.support.kube import Kube
+from steps.support.provider import ClusterProvider
+
+PSQL = [
+    "/usr/lib/postgresql/15/bin/psql",
+    "-h",
+    "/tmp",
+    "-U",
+    "engine",
+    "-v",
+    "ON_ERROR_STOP=1",
+    "-t",
+    "-A",
+]
+POSTGRES_POD = "engine-postgres-0"
+LOCKER = "ce-fault-lock"
+MONITORING_APPS = ("prometheus", "alertmanager", "alert-sink")
+
+
+@dataclass
+class Fault:
+    name: str
+    inject: Callable[[], None]
+    remove: Callable[[], None]
+    labels: dict[str, str] = field(default_factory=dict)  # labels the alert must carry
+
+
+def psql(kube: Kube, environment: Environment, sql: str, database: str) -> str:
+    code, out, err = pod_exec(
+        kube.api,
+        environment.namespace,
+        POSTGRES_POD,
+        [*PSQL, "-d", database, "-c", sql],
+        container="postgres",
+        timeout=90,
+    )
+    assert code == 0, f"psql {sql!r} failed: {err[-300:]}"
+    return out
+
+
+def database_name(environment: Environment) -> str:
+    return f"engine_{environment.name}"
+
+
+def wait_workloads_ready(kube: Kube, environment: Environment, timeout: float = 240) -> None:
+    def ready() -> bool:
+        deployments = kube.apps.list_namespaced_deployment(environment.namespace).items
+        statefulsets = kube.apps.list_namespaced_stateful_set(environment.namespace).items
+        return all(
+            (d.status.available_replicas or 0) >= (d.spec.replicas or 0)
+            and (d.status.updated_replicas or 0) >= (d.spec.replicas or 0)
+            and not d.status.unavailable_replicas
+            for d in deployments
+        ) and all((s.status.ready_replicas or 0) >= (s.spec.replicas or 0) for s in statefulsets)
+
+    wait_until(ready, timeout=timeout, interval=2, describe=f"{environment.namespace} ready")
+
+
+def scaled_away(kube: Kube, environment: Environment, kind: str, name: str) -> Fault:
+    """A workload scaled to zero (a bad change, an operator error); removed by scaling back."""
+    read = (
+        kube.apps.read_namespaced_deployment_scale
+        if kind == "deployment"
+        else kube.apps.read_namespaced_stateful_set_scale
+    )
+    patch = (
+        kube.apps.patch_namespaced_deployment_scale
+        if kind == "deployment"
+        else kube.apps.patch_namespaced_stateful_set_scale
+    )
+    before: dict[str, int] = {}
+
+    def inject() -> None:
+        before["replicas"] = read(name, environment.namespace).spec.replicas
+        patch(name, environment.namespace, {"spec": {"replicas": 0}})
+
+    def remove() -> None:
+        patch(name, environment.namespace, {"spec": {"replicas": before["replicas"]}})
+        wait_workloads_ready(kube, environment)
+
+    return Fault(f"{name} scaled to zero", inject, remove, {"namespace": environment.namespace})
+
+
+def crash_looping_worker(kube: Kube, environment: Environment) -> Fault:
+    """A release of engine-worker whose configuration names a secret file that is not there."""
+    original: dict[str, Any] = {}
+
+    def inject() -> None:
+        deployment = kube.apps.read_namespaced_deployment("engine-worker", environment.namespace)
+        env = deployment.spec.template.spec.containers[0].env
+        original["env"] = kube.api.sanitize_for_serialization(env)
+        broken = [e for e in original["env"] if e["name"] != "ENGINE_DATABASE_URL_FILE"]
+        broken.append({"name": "ENGINE_DATABASE_URL_FILE", "value": "/etc/engine/secrets/missing"})
+        kube.apps.patch_namespaced_deployment(
+            "engine-worker",
+            environment.namespace,
+            [{"op": "replace", "path": "/spec/template/spec/containers/0/env", "value": broken}],
+        )
+
+    def remove() -> None:
+        kube.apps.patch_namespaced_deployment(
+            "engine-worker",
+            environment.namespace,
+            [
+                {
+                    "op": "replace",
+                    "path": "/spec/template/spec/containers/0/env",
+                    "value": original["env"],
+                }
+            ],
+        )
+        wait_workloads_ready(kube, environment)
+
+    return Fault(
+        "engine-worker crash-looping",
+        inject,
+        remove,
+        {"namespace": environment.namespace, "container": "engine-worker"},
+    )
+
+
+def table_renamed(kube: Kube, environment: Environment, table: str = "sessions") -> Fault:
+    """A table taken away under the engine (a bad migration): requests on it answer 5xx."""
+    database = database_name(environment)
+
+    def inject() -> None:
+        psql(kube, environment, f"ALTER TABLE {table} RENAME TO {table}_outage", database)
+
+    def remove() -> None:
+        psql(kube, environment, f"ALTER TABLE {table}_outage RENAME TO {table}", database)
+
+    return Fault(f"{table} table gone", inject, remove, {"namespace": environment.namespace})
+
+
+def table_locked(kube: Kube, environment: Environment) -> Fault:
+    """A long exclusive lock on sessions (a runaway maintenance job): reads wait behind it."""
+    database = database_name(environment)
+    holder: dict[str, threading.Thread] = {}
+
+    def hold() -> None:
+        pod_exec(
+            kube.api,
+            environment.namespace,
+            POSTGRES_POD,
+            [
+                "env",
+                f"PGAPPNAME={LOCKER}",
+                *PSQL,
+                "-d",
+                database,
+                "-c",
+                "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120); COMMIT;",
+            ],
+            container="postgres",
+            timeout=150,
+        )
+
+    def inject() -> None:
+        holder["thread"] = threading.Thread(target=hold, daemon=True)
+        holder["thread"].start()
+
+        def locked() -> bool:
+            out = psql(
+                kube,
+                environment,
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                f"WHERE a.application_name = '{LOCKER}' AND l.mode = 'AccessExclusiveLock'",
+                database,
+            )
+            return out.strip() == "1"
+
+        wait_until(locked, timeout=30, interval=1, describe="the lock on sessions")
+
+    def remove() -> None:
+        psql(
+            kube,
+            environment,
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{LOCKER}'",
+            database,
+        )
+        holder["thread"].join(timeout=30)
+
+    return Fault("sessions table locked", inject, remove, {"namespace": environment.namespace})
+
+
+def node_lost(kube: Kube, provider: ClusterProvider, environment: Environment) -> Fault:
+    """A worker node powered off; the one chosen runs none of the alerting path."""
+    alerting_nodes = {
+        pod.spec.node_name
+        for pod in kube.core.list_namespaced_pod("ce-monitoring").items
+        if (pod.metadata.labels or {}).get("app.kubernetes.io/name") in MONITORING_APPS
+        or (pod.metadata.labels or {}).get("app") in MONITORING_APPS
+    }
+    workers = sorted(
+        node.metadata.name
+        for node in kube.core.list_node().items
+        if "node-role.kubernetes.io/control-plane" not in (node.metadata.labels or {})
+    )
+    candidates = [name for name in workers if name not in alerting_nodes]
+    assert candidates, f"every worker runs part of the alerting path ({alerting_nodes})"
+    node = candidates[0]
+
+    def inject() -> None:
+        provider.power_node(node, on=False)
+
+    def remove() -> None:
+        provider.power_node(node, on=True)
+
+        def node_ready() -> bool:
+            return any(
+                c.type == "Ready" and c.status == "True"
+                for c in kube.core.read_node(node).status.conditions or []
+            )
+
+        wait_until(node_ready, timeout=180, interval=2, describe=f"node {node} Ready again")
+        wait_workloads_ready(kube, environment)
+
+    return Fault(f"node {node} powered off", inject, remove, {"node": node})

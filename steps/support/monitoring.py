@@ -1,0 +1,191 @@
+"""What the observability scenarios read: the critical-metrics catalogue, the alert
+receiver the suite runs beside Alertmanager, and the log store's query API."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from deployer.lower.prometheus import NAMESPACE, ServiceProxy
+from steps.support.workloads import probe_volume
+
+SINK = "alert-sink"
+SINK_PORT = 9095
+ENGINE_WORKLOADS = ("engine-api", "engine-worker", "engine-postgres")
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    per: str
+    interval_s: float
+    metrics: tuple[str, ...]
+    job: str = ""
+
+
+def catalogue(repo: Path) -> list[Layer]:
+    """infra/monitoring/critical-metrics.yaml: the one declared list of critical metrics."""
+    document = yaml.safe_load((repo / "infra" / "monitoring" / "critical-metrics.yaml").read_text())
+    return [
+        Layer(
+            name=name,
+            per=layer["per"],
+            interval_s=float(layer["interval_s"]),
+            metrics=tuple(layer["metrics"]),
+            job=layer.get("job", ""),
+        )
+        for name, layer in document["layers"].items()
+    ]
+
+
+def sink_manifests(image: str) -> list[dict[str, Any]]:
+    """The webhook receiver Alertmanager's configuration points at (alert-sink.ce-monitoring)."""
+    volume, mount = probe_volume()
+    labels = {"app": SINK}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": SINK, "labels": labels},
+        "spec": {
+            "automountServiceAccountToken": False,
+            # Beside Alertmanager on the control plane: a node-loss drill must not cut it off.
+            "tolerations": [
+                {
+                    "key": "node-role.kubernetes.io/control-plane",
+                    "operator": "Exists",
+                    "effect": "NoSchedule",
+                }
+            ],
+            "affinity": {
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "weight": 100,
+                            "preference": {
+                                "matchExpressions": [
+                                    {
+                                        "key": "node-role.kubernetes.io/control-plane",
+                                        "operator": "Exists",
+                                    }
+                                ]
+                            },
+                        }
+                    ]
+                }
+            },
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 65534,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "sink",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["python3", "-u", "/probe/alert_sink.py"],
+                    "env": [{"name": "PORT", "value": str(SINK_PORT)}],
+                    "ports": [{"containerPort": SINK_PORT, "name": "http"}],
+                    "readinessProbe": {
+                        "httpGet": {"path": "/healthz", "port": SINK_PORT},
+                        "periodSeconds": 2,
+                    },
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "volumeMounts": [mount],
+                }
+            ],
+            "volumes": [volume],
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": SINK},
+        "spec": {"selector": labels, "ports": [{"port": SINK_PORT, "name": "http"}]},
+    }
+    return [pod, service]
+
+
+@dataclass(frozen=True)
+class Notification:
+    received_at: float
+    status: str  # "firing" or "resolved" (per alert)
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+class AlertSink:
+    """Notifications the receiver got, read through the API server's service proxy."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.proxy = ServiceProxy(api, f"{SINK}:http", NAMESPACE)
+
+    def notifications(self) -> list[Notification]:
+        received = self.proxy.call("GET", "alerts")
+        return [
+            Notification(
+                received_at=float(entry["received_at"]),
+                status=alert.get("status", ""),
+                labels=dict(alert.get("labels", {})),
+                annotations=dict(alert.get("annotations", {})),
+            )
+            for entry in received
+            for alert in entry["payload"].get("alerts", [])
+        ]
+
+    def first(
+        self, alertname: str, status: str, since: float, match: dict[str, str]
+    ) -> Notification | None:
+        for note in sorted(self.notifications(), key=lambda n: n.received_at):
+            if (
+                note.received_at >= since
+                and note.status == status
+                and note.labels.get("alertname") == alertname
+                and all(note.labels.get(k) == v for k, v in match.items())
+            ):
+                return note
+        return None
+
+
+@dataclass
+class AlertEpisode:
+    """One injected fault and what the receiver got for it."""
+
+    fault: str
+    alertname: str
+    started: float
+    fired_after_s: float | None = None
+    resolved_after_s: float | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+class LogStore:
+    """VictoriaLogs' LogsQL query API, through the API server's service proxy."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.proxy = ServiceProxy(api, "victorialogs:http", NAMESPACE)
+
+    def query(self, logsql: str, limit: int = 100) -> list[dict[str, Any]]:
+        body = self.proxy.call(
+            "GET", "select/logsql/query", [("query", logsql), ("limit", str(limit))]
+        )
+        if isinstance(body, dict):  # a single line parses as one JSON object
+            return [body]
+        if isinstance(body, list):
+            return body
+        return [json.loads(line) for line in str(body).splitlines() if line.strip()]
+
+
+def age_s(timestamp: float) -> float:
+    return time.time() - timestamp

@@ -1,0 +1,151 @@
+"""The monitoring plane's own code: the object-state exporter, the metrics catalogue,
+certificate names for scraping, and the capacity report's parsing."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+
+from deployer.actions import capacity, deploy, top
+from deployer.lower import certificates
+from deployer.settings import REPO_ROOT
+from steps.common.observability_steps import duration_seconds
+from steps.support.monitoring import ENGINE_WORKLOADS, catalogue
+
+MONITORING = REPO_ROOT / "infra" / "monitoring"
+
+
+def exporter() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "kube_state", MONITORING / "exporters" / "kube_state.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def samples(families: Any) -> dict[str, list[tuple[dict[str, str], float]]]:
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in families:
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return out
+
+
+def test_pod_state_uses_kube_state_metrics_names() -> None:
+    pod = {
+        "metadata": {"namespace": "ce-dev", "name": "engine-worker-1"},
+        "spec": {"nodeName": "ce-worker"},
+        "status": {
+            "phase": "Running",
+            "podIP": "10.244.1.5",
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [
+                {
+                    "name": "engine-worker",
+                    "restartCount": 3,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                }
+            ],
+        },
+    }
+    got = samples(exporter().pod_metrics([pod]))
+    restarts = got["kube_pod_container_status_restarts_total"]
+    assert restarts == [
+        ({"namespace": "ce-dev", "pod": "engine-worker-1", "container": "engine-worker"}, 3.0)
+    ]
+    waiting = got["kube_pod_container_status_waiting_reason"][0]
+    assert waiting[0]["reason"] == "CrashLoopBackOff" and waiting[1] == 1.0
+    ready = {labels["condition"]: value for labels, value in got["kube_pod_status_ready"]}
+    assert ready == {"true": 0.0, "false": 1.0}
+    phases = {labels["phase"]: value for labels, value in got["kube_pod_status_phase"]}
+    assert phases["Running"] == 1.0 and sum(phases.values()) == 1.0
+
+
+def test_deployment_and_node_state() -> None:
+    module = exporter()
+    deployment = {
+        "metadata": {"namespace": "ce-dev", "name": "engine-api"},
+        "spec": {"replicas": 2},
+        "status": {"availableReplicas": 1, "unavailableReplicas": 1},
+    }
+    got = samples(module.workload_metrics([deployment], [], []))
+    assert got["kube_deployment_status_replicas_available"][0][1] == 1.0
+    assert got["kube_deployment_spec_replicas"][0][1] == 2.0
+    node = {
+        "metadata": {"name": "ce-worker"},
+        "spec": {},
+        "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]},
+    }
+    conditions = {
+        labels["status"]: value
+        for labels, value in samples(module.node_metrics([node]))["kube_node_status_condition"]
+    }
+    assert conditions == {"true": 0.0, "false": 0.0, "unknown": 1.0}
+
+
+def test_catalogue_covers_every_layer_with_a_scrape_job() -> None:
+    layers = catalogue(REPO_ROOT)
+    names = {layer.name for layer in layers}
+    assert {"node", "container", "kubernetes-objects", "control-plane", "api-red"} <= names
+    assert {"worker", "database", "certificates", "monitoring"} <= names
+    config = yaml.safe_load((MONITORING / "config" / "prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    for layer in layers:
+        if layer.per in ENGINE_WORKLOADS:
+            assert {"engine-dev", "engine-staging", "engine-production"} <= jobs
+        assert layer.interval_s in (5, 10), layer
+
+
+def test_every_alert_links_a_runbook_section() -> None:
+    runbooks = (REPO_ROOT / "docs" / "runbooks.md").read_text().lower()
+    for rules in (MONITORING / "rules").glob("*.rules.yml"):
+        for group in yaml.safe_load(rules.read_text())["groups"]:
+            for rule in group["rules"]:
+                if "alert" in rule:
+                    anchor = rule["annotations"]["runbook_url"].rpartition("#")[2]
+                    assert f"\n## {anchor}\n" in runbooks, rule["alert"]
+                    assert rule["labels"]["severity"] in ("warning", "critical")
+
+
+def test_server_certificates_carry_the_name_prometheus_verifies() -> None:
+    ca = certificates.issue_ca("test CA")
+    name = deploy.metrics_server_name("dev")
+    leaf = certificates.issue_leaf(ca, "engine-api", ["engine-api", name], server=True)
+    assert name == "engine-metrics.ce-dev.svc"
+    assert name in certificates.dns_names(leaf.cert_pem)
+    assert certificates.dns_names(certificates.issue_leaf(ca, "c", [], server=False).cert_pem) == []
+
+
+def test_durations_and_labels_parse() -> None:
+    assert duration_seconds("400d") == 400 * 86400
+    assert duration_seconds("1y2w") == (365 + 14) * 86400
+    assert capacity.label_text({"__name__": "x", "namespace": "ce-dev", "container": "a"}) == (
+        "container=a,namespace=ce-dev"
+    )
+    assert capacity.label_text({}) == "all"
+
+
+def test_top_queries_are_scoped_to_the_environment() -> None:
+    for row in top.rows("ce-staging"):
+        assert 'namespace="ce-staging"' in row.query, row
+
+
+def test_capacity_series_are_all_recorded_by_the_rules() -> None:
+    rules = yaml.safe_load((MONITORING / "rules" / "capacity.rules.yml").read_text())
+    recorded = {rule["record"] for group in rules["groups"] for rule in group["rules"]}
+    assert set(capacity.SERIES) == recorded
+
+
+def test_monitoring_manifests_render(tmp_path: Path) -> None:
+    kustomization = yaml.safe_load((MONITORING / "kustomization.yaml").read_text())
+    for resource in kustomization["resources"]:
+        assert (MONITORING / resource).exists(), resource
+    for generator in kustomization["configMapGenerator"]:
+        for file in generator["files"]:
+            assert (MONITORING / file).exists(), file
