@@ -185,11 +185,11 @@ def dispatch(args: argparse.Namespace, paths: Paths) -> int:
         top.run(Prometheus(api_client(handle.kubeconfig)), args.env, args.once, Console())
     elif args.command == "capacity-report":
         handle = cluster.existing(paths, args.cluster)
-        report = capacity.write_report(
+        written = capacity.write_report(
             Prometheus(api_client(handle.kubeconfig)), args.out, args.hours
         )
-        print(report.csv_path)
-        print(report.plot_path)
+        print(written.csv_path)
+        print(written.plot_path)
     elif args.command == "audit":
         return verify_audit_log(args.log)
     elif args.command == "cluster":

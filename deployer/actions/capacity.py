@@ -81,7 +81,7 @@ def write_report(prometheus: Prometheus, out: Path, hours: float) -> CapacityRep
             if results:
                 axis.legend(fontsize=6, loc="upper left")
     axes[-1].set_xlabel("hours before now")
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.07, right=0.98, top=0.98, bottom=0.04, hspace=0.35)
     figure.savefig(plot_path, dpi=80)
     plt.close(figure)
     log.info("capacity report: %d series, %d samples -> %s, %s", series, rows, csv_path, plot_path)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -39,6 +38,7 @@ WORKLOADS = (
     "statefulset/prometheus",
     "statefulset/victorialogs",
     "deployment/alertmanager",
+    "deployment/alert-sink",
     "deployment/kube-state",
     "daemonset/node-exporter",
     "daemonset/vlagent",
@@ -66,7 +66,7 @@ def apply(paths: Paths, kubeconfig: Path, kubectl: Path) -> float:
         [kubectl, "kustomize", manifests_dir(paths)], timeout=60, describe="kubectl kustomize"
     )
     documents = [doc for doc in yaml.safe_load_all(rendered) if doc]
-    kube = [kubectl, "--kubeconfig", kubeconfig]
+    kube: list[str | Path] = [kubectl, "--kubeconfig", kubeconfig]
 
     def server_side_apply(objects: list[dict[str, Any]], what: str) -> None:
         proc.run(

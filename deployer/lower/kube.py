@@ -77,9 +77,14 @@ def pod_exec(
     container: str | None = None,
     timeout: float = 30,
 ) -> tuple[int, str, str]:
-    """Run ``command`` in a pod's container: (exit code or -1, stdout, stderr)."""
+    """Run ``command`` in a pod's container: (exit code or -1, stdout, stderr).
+
+    The exec runs on its own ApiClient: the client library's ``stream`` swaps the
+    request method of the client it is given while it runs, so any other thread
+    calling the API through that same client would get a websocket instead.
+    """
     response = stream(
-        client.CoreV1Api(api).connect_get_namespaced_pod_exec,
+        client.CoreV1Api(ApiClient(api.configuration)).connect_get_namespaced_pod_exec,
         pod,
         namespace,
         command=command,

@@ -34,6 +34,14 @@ class ServiceProxy:
     namespace: str = NAMESPACE
 
     def call(self, method: str, path: str, params: list[tuple[str, str]] | None = None) -> Any:
+        """The answer parsed as JSON when it is one JSON document, else its text."""
+        raw = self.text(method, path, params)
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+
+    def text(self, method: str, path: str, params: list[tuple[str, str]] | None = None) -> str:
         url = f"/api/v1/namespaces/{self.namespace}/services/{self.service}/proxy/{path}"
         try:
             response = self.api.call_api(
@@ -50,8 +58,7 @@ class ServiceProxy:
                 f"{self.service} in {self.namespace} answered {error.status} to {method} "
                 f"/{path}: {str(error.body)[:300]}"
             ) from None
-        raw = response[0].data
-        return json.loads(raw) if raw.strip().startswith((b"{", b"[")) else raw.decode()
+        return str(response[0].data.decode())
 
 
 class Prometheus:

@@ -8,10 +8,12 @@ receiver, VictoriaLogs) through the Kubernetes API server's service proxy.
 from __future__ import annotations
 
 import csv
+import functools
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,16 +25,16 @@ from deployer.actions import capacity
 from deployer.lower.prometheus import NAMESPACE, Prometheus
 from deployer.lower.waiting import WaitTimeout, wait_until
 from deployer.settings import Paths
-from steps.support.environments import Environment, api_call, serving_pods
 from steps.support import browser, faults, workloads
+from steps.support.environments import Environment, Environments, api_call, serving_pods
 from steps.support.kube import Kube
 from steps.support.monitoring import (
     ENGINE_WORKLOADS,
     AlertSink,
     Layer,
     LogStore,
+    Notification,
     catalogue,
-    sink_manifests,
 )
 from steps.support.provider import ClusterProvider
 from steps.support.report import RecordFigure, evidence_dir
@@ -52,16 +54,11 @@ def prometheus(kube: Kube) -> Prometheus:
 
 
 @pytest.fixture(scope="session")
-def alert_sink(kube: Kube, prometheus: Prometheus, toolbox_image: str) -> Iterator[AlertSink]:
-    """The suite's webhook receiver, at the address Alertmanager's configuration names."""
-    kube.create(NAMESPACE, workloads.assets_configmap())
-    for manifest in sink_manifests(toolbox_image):
-        kube.create(NAMESPACE, manifest)
-    kube.wait_pods_ready(NAMESPACE, ["alert-sink"], timeout=120)
-    yield AlertSink(kube.api)
-    kube.core.delete_namespaced_pod("alert-sink", NAMESPACE, grace_period_seconds=0)
-    kube.core.delete_namespaced_service("alert-sink", NAMESPACE)
-    kube.core.delete_namespaced_config_map("probe-assets", NAMESPACE)
+def alert_sink(kube: Kube, prometheus: Prometheus) -> AlertSink:
+    """The webhook receiver Alertmanager's configuration names (part of the monitoring plane)."""
+    sink = AlertSink(kube.api)
+    wait_until(sink.ready, timeout=120, interval=2, describe="the alert receiver answering")
+    return sink
 
 
 def expected_targets(kube: Kube, environment: Environment, layer: Layer) -> set[str]:
@@ -210,41 +207,39 @@ def _(alert_sink: AlertSink) -> None:
 def _(
     prometheus: Prometheus, alert_sink: AlertSink, seconds: int, record_figure: RecordFigure
 ) -> None:
-    """Earlier scenarios' faults must have cleared first; then a quiet window is watched whole."""
+    """Earlier scenarios' faults (and rollouts) must have settled first; then the quiet
+    window is watched whole: nothing may fire in Prometheus or reach the receiver."""
 
-    def nothing_firing() -> bool:
-        return not [a for a in prometheus.alerts() if a["state"] == "firing"]
+    def settled() -> bool:
+        return not prometheus.alerts()
 
     try:
-        _, settled = wait_until(nothing_firing, timeout=360, interval=3, describe="no alert firing")
+        _, waited = wait_until(settled, timeout=360, interval=3, describe="no alert active")
     except WaitTimeout:
-        firing = [a["labels"] for a in prometheus.alerts() if a["state"] == "firing"]
-        pytest.fail(f"alerts still firing on the stack before the quiet period: {firing}")
+        active = [(a["labels"], a["state"]) for a in prometheus.alerts()]
+        pytest.fail(f"alerts still active on the stack before the quiet period: {active}")
     start = time.time()
+    pending_seen: set[str] = set()
     while time.time() - start < seconds:
-        pending = [a["labels"]["alertname"] for a in prometheus.alerts()]
-        fired = [
+        alerts = prometheus.alerts()
+        firing = [a["labels"]["alertname"] for a in alerts if a["state"] == "firing"]
+        pending_seen |= {a["labels"]["alertname"] for a in alerts if a["state"] == "pending"}
+        sent = [
             n.labels.get("alertname")
             for n in alert_sink.notifications()
             if n.received_at >= start and n.status == "firing"
         ]
-        assert not pending and not fired, f"on a healthy stack: pending {pending}, sent {fired}"
+        assert not firing and not sent, f"on a healthy stack: firing {firing}, sent {sent}"
         time.sleep(3)
     record_figure("quiet_period_s", seconds)
-    record_figure("seconds_until_no_alert_firing", round(settled, 1))
+    record_figure("seconds_until_no_alert_active", round(waited, 1))
+    record_figure("pending_during_quiet_period", ", ".join(sorted(pending_seen)) or "none")
 
 
-@given(
-    parsers.parse("a client reads sessions from the engine API {rate:d} times a second"),
-    target_fixture="steady_reader",
-)
-def _(
-    kube: Kube,
-    environment: Environment,
-    toolbox_image: str,
-    rate: int,
-    request: pytest.FixtureRequest,
-) -> str:
+def start_reader(
+    kube: Kube, environment: Environment, image: str, rate: int, request: pytest.FixtureRequest
+) -> None:
+    """A bounded client reading sessions ``rate`` times a second (errors and latency need it)."""
     name = f"reader-{uuid.uuid4().hex[:6]}"
     namespace = environment.client_namespace
     kube.create(
@@ -252,9 +247,9 @@ def _(
         workloads.traffic_pod(
             name,
             f"{environment.api_url}/v1/sessions",
-            toolbox_image,
+            image,
             interval_s=1 / rate,
-            duration_s=400,
+            duration_s=900,
             count=1_000_000,
             token=environment.token("reader"),
             timeout_s=3,
@@ -264,7 +259,6 @@ def _(
         lambda: kube.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
     )
     kube.wait_pods_ready(namespace, [name], timeout=60)
-    return name
 
 
 FAULTS = {
@@ -289,30 +283,21 @@ class FaultContext:
 
 
 @dataclass
-class InjectedFault:
+class Episode:
+    """One fault in one environment, and the alerts it must raise and then resolve."""
+
+    environment: Environment
     fault: faults.Fault
-    injected_at: float
+    alerts: list[tuple[str, str]]
+    resolving: list[str]
+    injected_at: float = 0.0
     removed_at: float = 0.0
 
 
-@when(parsers.parse('the fault "{name}" is injected'), target_fixture="injected")
-def _(
-    kube: Kube,
-    environment: Environment,
-    cluster_provider: ClusterProvider,
-    name: str,
-    request: pytest.FixtureRequest,
-) -> InjectedFault:
-    fault = FAULTS[name](FaultContext(kube, environment, cluster_provider))
-    injected = InjectedFault(fault, time.time())
-    fault.inject()
-
-    def undo_if_left() -> None:  # a failed step still leaves the stack as it was
-        if not injected.removed_at:
-            fault.remove()
-
-    request.addfinalizer(undo_if_left)
-    return injected
+def undo_unless_removed(episode: Episode) -> None:
+    """A phase that failed half-way still leaves the stack as it found it."""
+    if not episode.removed_at:
+        episode.fault.remove()
 
 
 def expected_alerts(spec: str) -> list[tuple[str, str]]:
@@ -321,75 +306,144 @@ def expected_alerts(spec: str) -> list[tuple[str, str]]:
     return [(alert.strip(), severity.strip()) for alert, severity in pairs]
 
 
-@then(parsers.parse('the receiver gets "{alerts}", each with the fault\'s labels and a runbook'))
+def check_notification(note: Notification, alertname: str, severity: str, runbooks: str) -> None:
+    assert note.labels.get("severity") == severity, f"{alertname}: {note.labels}"
+    runbook = note.annotations.get("runbook_url", "")
+    anchor = runbook.rpartition("#")[2]
+    assert anchor and f"\n## {anchor}\n" in runbooks, (
+        f"{alertname}: runbook {runbook!r} has no section in docs/runbooks.md"
+    )
+    assert note.annotations.get("summary"), f"{alertname} has no summary"
+
+
+def await_all(
+    alert_sink: AlertSink, episodes: list[Episode], status: str, timeout: float
+) -> dict[tuple[int, str], Notification]:
+    """Poll the receiver until every expected (episode, alert) has a ``status`` notification."""
+    wanted = {
+        (index, name)
+        for index, episode in enumerate(episodes)
+        for name in ([a for a, _ in episode.alerts] if status == "firing" else episode.resolving)
+    }
+    found: dict[tuple[int, str], Notification] = {}
+
+    def complete() -> bool:
+        notes = alert_sink.notifications()
+        for index, name in wanted - set(found):
+            episode = episodes[index]
+            since = episode.injected_at if status == "firing" else episode.removed_at
+            note = next(
+                (
+                    n
+                    for n in sorted(notes, key=lambda n: n.received_at)
+                    if n.received_at >= since
+                    and n.status == status
+                    and n.labels.get("alertname") == name
+                    and all(n.labels.get(k) == v for k, v in episode.fault.labels.items())
+                ),
+                None,
+            )
+            if note is not None:
+                found[(index, name)] = note
+        return set(found) == wanted
+
+    try:
+        wait_until(complete, timeout=timeout, interval=1, describe=f"{status} notifications")
+    except WaitTimeout:
+        missing = [
+            f"{name} ({episodes[i].fault.name}, {episodes[i].fault.labels})"
+            for i, name in sorted(wanted - set(found))
+        ]
+        got = sorted(
+            {(n.status, n.labels.get("alertname", "")) for n in alert_sink.notifications()}
+        )
+        pytest.fail(f"no {status} notification within {timeout:.0f}s for {missing}; got {got}")
+    return found
+
+
+@when(
+    parsers.parse(
+        "these faults are injected, {rate:d} reads a second going to each environment, "
+        "one phase after the other"
+    ),
+    target_fixture="fault_phases",
+)
 def _(
+    kube: Kube,
+    environments: Environments,
+    cluster_provider: ClusterProvider,
+    toolbox_image: str,
     alert_sink: AlertSink,
-    injected: InjectedFault,
-    alerts: str,
     paths: Paths,
+    rate: int,
+    datatable: list[list[str]],
+    request: pytest.FixtureRequest,
     record_figure: RecordFigure,
-) -> None:
+) -> list[list[Episode]]:
+    """Each phase: inject its faults together, every alert must reach the receiver with its
+    labels, severity, summary and runbook; remove them together, every one must resolve."""
+    header, *rows = datatable
+    table = [dict(zip(header, row, strict=True)) for row in rows]
     runbooks = (paths.repo / "docs" / "runbooks.md").read_text().lower()
-    for alertname, severity in expected_alerts(alerts):
-        try:
-            note, _ = wait_until(
-                lambda name=alertname: alert_sink.first(
-                    name, "firing", injected.injected_at, injected.fault.labels
-                ),
-                timeout=150,
-                interval=1,
-                describe=f"{alertname} at the receiver",
+    involved = {row["environment"]: environments.ensure(row["environment"]) for row in table}
+    for environment in involved.values():
+        start_reader(kube, environment, toolbox_image, rate, request)
+    phases: list[list[Episode]] = []
+    for phase in sorted({row["phase"] for row in table}):
+        episodes = []
+        for row in (r for r in table if r["phase"] == phase):
+            environment = involved[row["environment"]]
+            fault = FAULTS[row["fault"]](FaultContext(kube, environment, cluster_provider))
+            episodes.append(
+                Episode(
+                    environment,
+                    fault,
+                    expected_alerts(row["alerts"]),
+                    [name for name, _ in expected_alerts(row["resolving"])],
+                )
             )
-        except WaitTimeout:
-            got = sorted({n.labels.get("alertname", "") for n in alert_sink.notifications()})
-            pytest.fail(
-                f"{alertname} never reached the receiver for {injected.fault.name}; got {got}"
+        phases.append(episodes)
+        for episode in episodes:
+            episode.injected_at = time.time()
+            episode.fault.inject()
+            request.addfinalizer(functools.partial(undo_unless_removed, episode))
+        fired = await_all(alert_sink, episodes, "firing", timeout=150)
+        for (index, name), note in fired.items():
+            episode = episodes[index]
+            severity = dict(episode.alerts)[name]
+            check_notification(note, name, severity, runbooks)
+            record_figure(
+                f"{episode.environment.name}_{name}_seconds_to_receiver",
+                round(note.received_at - episode.injected_at, 1),
             )
-        assert note.labels.get("severity") == severity, f"{alertname}: {note.labels}"
-        runbook = note.annotations.get("runbook_url", "")
-        anchor = runbook.rpartition("#")[2]
-        assert anchor and f"\n## {anchor}\n" in runbooks, (
-            f"{alertname}: runbook {runbook!r} has no section in docs/runbooks.md"
-        )
-        assert note.annotations.get("summary"), f"{alertname} has no summary"
-        record_figure(
-            f"{alertname}_seconds_to_receiver", round(note.received_at - injected.injected_at, 1)
-        )
+        # The clock of a repair starts when it begins: a node's exporter answers again
+        # (and NodeDown resolves) before the node's pods are all Ready.
+        for episode in episodes:
+            episode.removed_at = time.time()
+        with ThreadPoolExecutor(max_workers=len(episodes)) as pool:
+            list(pool.map(lambda e: e.fault.remove(), episodes))
+        resolved = await_all(alert_sink, episodes, "resolved", timeout=180)
+        for (index, name), note in resolved.items():
+            episode = episodes[index]
+            record_figure(
+                f"{episode.environment.name}_{name}_seconds_to_resolved",
+                round(note.received_at - episode.removed_at, 1),
+            )
+    return phases
 
 
-@when("the fault is removed")
-def _(injected: InjectedFault) -> None:
-    injected.fault.remove()
-    injected.removed_at = time.time()
-
-
-@then(parsers.parse('the receiver gets "{alerts}" resolved'))
-def _(
-    alert_sink: AlertSink, injected: InjectedFault, alerts: str, record_figure: RecordFigure
-) -> None:
-    for alertname, _severity in expected_alerts(alerts):
-        try:
-            note, _ = wait_until(
-                lambda name=alertname: alert_sink.first(
-                    name, "resolved", injected.removed_at, injected.fault.labels
-                ),
-                timeout=180,
-                interval=2,
-                describe=f"{alertname} resolved at the receiver",
-            )
-        except WaitTimeout:
-            pytest.fail(
-                f"{alertname} was not resolved within 180 s of removing {injected.fault.name}"
-            )
-        record_figure(
-            f"{alertname}_seconds_to_resolved", round(note.received_at - injected.removed_at, 1)
-        )
+@then("every fault raised its alerts and every alert resolved once its fault was gone")
+def _(fault_phases: list[list[Episode]], record_figure: RecordFigure) -> None:
+    episodes = [episode for phase in fault_phases for episode in phase]
+    assert episodes and all(e.injected_at and e.removed_at for e in episodes), episodes
+    record_figure("faults_injected", len(episodes))
+    record_figure("alerts_checked", sum(len(e.alerts) for e in episodes))
 
 
 @dataclass
 class TracedRequest:
     request_id: str
-    sent_at: float
+    failed_at: float
     job_id: int
     served_by: str = ""
 
@@ -405,7 +459,6 @@ def with_request_id(request_id: str) -> tuple[str, ...]:
 def _(kube: Kube, environment: Environment) -> TracedRequest:
     request_id = f"trace-{uuid.uuid4().hex}"
     writer = environment.token("writer")
-    sent_at = time.time()
     submitted = api_call(
         kube,
         environment,
@@ -418,6 +471,7 @@ def _(kube: Kube, environment: Environment) -> TracedRequest:
     assert submitted.status == 202, submitted
     broken = faults.table_renamed(kube, environment, table="thoughts")
     broken.inject()
+    failed_at = time.time()
     try:
         failed = api_call(
             kube,
@@ -430,7 +484,7 @@ def _(kube: Kube, environment: Environment) -> TracedRequest:
     finally:
         broken.remove()
     assert failed.status == 500, f"the request under a missing table answered {failed}"
-    return TracedRequest(request_id, sent_at, int(submitted.body["id"]))
+    return TracedRequest(request_id, failed_at, int(submitted.body["id"]))
 
 
 @then(
@@ -441,7 +495,7 @@ def _(kube: Kube, environment: Environment) -> TracedRequest:
 )
 def _(kube: Kube, traced: TracedRequest, seconds: int, record_figure: RecordFigure) -> None:
     store = LogStore(kube.api)
-    wanted = {
+    wanted: dict[str, Callable[[dict[str, Any]], bool]] = {
         "api request line": lambda e: (
             e.get("service") == "engine-api" and e.get("_msg") == "request"
         ),
@@ -463,18 +517,17 @@ def _(kube: Kube, traced: TracedRequest, seconds: int, record_figure: RecordFigu
         found = {name for name, match in wanted.items() if any(match(e) for e in entries)}
         return entries if found == set(wanted) else None
 
+    limit = 6 * seconds  # pass/fail is generous; the budget (benchmarks/) is the figure
     try:
-        entries, waited = wait_until(
-            everything_found, timeout=60, interval=0.5, describe="the traced lines in VictoriaLogs"
+        entries, _ = wait_until(
+            everything_found, timeout=limit, interval=0.5, describe="the traced lines"
         )
     except WaitTimeout:
         entries = store.query(f'request_id:"{traced.request_id}"')
         missing = [n for n, match in wanted.items() if not any(match(e) for e in entries)]
-        pytest.fail(f"not in the log store after 60 s: {missing}; found {entries}")
-    delay = time.time() - traced.sent_at
+        pytest.fail(f"not in the log store after {limit} s: {missing}; found {entries}")
     record_figure("log_lines_found", len(entries))
-    record_figure("log_searchable_after_s", round(delay, 1))
-    assert delay <= seconds + 30, f"log lines took {delay:.0f}s to become searchable"
+    record_figure("log_searchable_after_s", round(time.time() - traced.failed_at, 1))
     pods = {e.get("kubernetes.pod_name") for e in entries if e.get("service") == "engine-api"}
     assert all(pods), f"lines carry no pod name: {entries}"
     traced.served_by = sorted(p for p in pods if p)[0]
@@ -489,7 +542,7 @@ def _(kube: Kube, environment: Environment, traced: TracedRequest) -> str:
         try:
             kube.core.read_namespaced_pod(pod, environment.namespace)
         except ApiException as error:
-            return error.status == 404
+            return bool(error.status == 404)
         return False
 
     wait_until(gone, timeout=120, interval=1, describe=f"{pod} gone")

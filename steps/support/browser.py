@@ -105,3 +105,5 @@ def screenshot_console(kubeconfig: Path, paths: Paths, out_dir: Path) -> Screens
     finally:
         forward.terminate()
         forward.wait(timeout=10)
+        if forward.stdout is not None:
+            forward.stdout.close()

@@ -151,49 +151,47 @@ def table_renamed(kube: Kube, environment: Environment, table: str = "sessions")
 
 
 def table_locked(kube: Kube, environment: Environment) -> Fault:
-    """A long exclusive lock on sessions (a runaway maintenance job): reads wait behind it."""
+    """Sessions locked again and again (a runaway maintenance job): each read waits up to
+    1.5 s behind an exclusive lock, then is answered, so latency rises and nothing fails.
+    """
     database = database_name(environment)
     holder: dict[str, threading.Thread] = {}
+    cycle = (
+        "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(1.5); COMMIT; "
+        "SELECT pg_sleep(0.2);"
+    )
 
     def hold() -> None:
         pod_exec(
             kube.api,
             environment.namespace,
             POSTGRES_POD,
-            [
-                "env",
-                f"PGAPPNAME={LOCKER}",
-                *PSQL,
-                "-d",
-                database,
-                "-c",
-                "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120); COMMIT;",
-            ],
+            ["env", f"PGAPPNAME={LOCKER}", *PSQL, "-d", database, "-c", cycle * 150],
             container="postgres",
-            timeout=150,
+            timeout=330,
         )
 
     def inject() -> None:
         holder["thread"] = threading.Thread(target=hold, daemon=True)
         holder["thread"].start()
 
-        def locked() -> bool:
+        def locking() -> bool:
             out = psql(
                 kube,
                 environment,
-                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-                f"WHERE a.application_name = '{LOCKER}' AND l.mode = 'AccessExclusiveLock'",
+                f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{LOCKER}'",
                 database,
             )
             return out.strip() == "1"
 
-        wait_until(locked, timeout=30, interval=1, describe="the lock on sessions")
+        wait_until(locking, timeout=30, interval=1, describe="the locking session")
 
     def remove() -> None:
         psql(
             kube,
             environment,
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{LOCKER}'",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE application_name = '{LOCKER}'",
             database,
         )
         holder["thread"].join(timeout=30)

@@ -1,10 +1,9 @@
 """What the observability scenarios read: the critical-metrics catalogue, the alert
-receiver the suite runs beside Alertmanager, and the log store's query API."""
+receiver Alertmanager delivers to, and the log store's query API."""
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,10 @@ from typing import Any
 import yaml
 from kubernetes import client
 
+from deployer.errors import ClusterError
 from deployer.lower.prometheus import NAMESPACE, ServiceProxy
-from steps.support.workloads import probe_volume
 
 SINK = "alert-sink"
-SINK_PORT = 9095
 ENGINE_WORKLOADS = ("engine-api", "engine-worker", "engine-postgres")
 
 
@@ -44,78 +42,6 @@ def catalogue(repo: Path) -> list[Layer]:
     ]
 
 
-def sink_manifests(image: str) -> list[dict[str, Any]]:
-    """The webhook receiver Alertmanager's configuration points at (alert-sink.ce-monitoring)."""
-    volume, mount = probe_volume()
-    labels = {"app": SINK}
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": SINK, "labels": labels},
-        "spec": {
-            "automountServiceAccountToken": False,
-            # Beside Alertmanager on the control plane: a node-loss drill must not cut it off.
-            "tolerations": [
-                {
-                    "key": "node-role.kubernetes.io/control-plane",
-                    "operator": "Exists",
-                    "effect": "NoSchedule",
-                }
-            ],
-            "affinity": {
-                "nodeAffinity": {
-                    "preferredDuringSchedulingIgnoredDuringExecution": [
-                        {
-                            "weight": 100,
-                            "preference": {
-                                "matchExpressions": [
-                                    {
-                                        "key": "node-role.kubernetes.io/control-plane",
-                                        "operator": "Exists",
-                                    }
-                                ]
-                            },
-                        }
-                    ]
-                }
-            },
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 65534,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [
-                {
-                    "name": "sink",
-                    "image": image,
-                    "imagePullPolicy": "IfNotPresent",
-                    "command": ["python3", "-u", "/probe/alert_sink.py"],
-                    "env": [{"name": "PORT", "value": str(SINK_PORT)}],
-                    "ports": [{"containerPort": SINK_PORT, "name": "http"}],
-                    "readinessProbe": {
-                        "httpGet": {"path": "/healthz", "port": SINK_PORT},
-                        "periodSeconds": 2,
-                    },
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                    "volumeMounts": [mount],
-                }
-            ],
-            "volumes": [volume],
-        },
-    }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": SINK},
-        "spec": {"selector": labels, "ports": [{"port": SINK_PORT, "name": "http"}]},
-    }
-    return [pod, service]
-
-
 @dataclass(frozen=True)
 class Notification:
     received_at: float
@@ -129,6 +55,13 @@ class AlertSink:
 
     def __init__(self, api: client.ApiClient) -> None:
         self.proxy = ServiceProxy(api, f"{SINK}:http", NAMESPACE)
+
+    def ready(self) -> bool:
+        try:
+            self.proxy.call("GET", "healthz")
+        except ClusterError:
+            return False
+        return True
 
     def notifications(self) -> list[Notification]:
         received = self.proxy.call("GET", "alerts")
@@ -177,15 +110,7 @@ class LogStore:
         self.proxy = ServiceProxy(api, "victorialogs:http", NAMESPACE)
 
     def query(self, logsql: str, limit: int = 100) -> list[dict[str, Any]]:
-        body = self.proxy.call(
+        body = self.proxy.text(
             "GET", "select/logsql/query", [("query", logsql), ("limit", str(limit))]
         )
-        if isinstance(body, dict):  # a single line parses as one JSON object
-            return [body]
-        if isinstance(body, list):
-            return body
-        return [json.loads(line) for line in str(body).splitlines() if line.strip()]
-
-
-def age_s(timestamp: float) -> float:
-    return time.time() - timestamp
+        return [json.loads(line) for line in body.splitlines() if line.strip()]

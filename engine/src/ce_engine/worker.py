@@ -87,11 +87,13 @@ class Worker:
                     autocommit=True,
                 ) as connection:
                     self.database_ok = True
+                    metrics.DB_UP.set(1)
                     while not self.stop.is_set():
                         if not self.run_once(connection):
                             self.stop.wait(0.5)
             except psycopg.Error as failure:  # database down, or schema not applied yet
                 self.database_ok = False
+                metrics.DB_UP.set(0)
                 log.warning("database unavailable: %s", failure)
                 self.stop.wait(2)
 

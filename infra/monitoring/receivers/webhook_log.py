@@ -1,8 +1,12 @@
-"""The suite's Alertmanager webhook receiver: keeps every notification it is sent.
+"""Alertmanager's webhook receiver in this cluster: logs and keeps every notification.
 
-POST /alerts  Alertmanager's webhook payload; stored with the time it arrived.
-GET  /alerts  every notification so far, as a JSON list (the suite reads it
-              through the API server's service proxy).
+POST /alerts  Alertmanager's webhook payload; stored in memory with the time it
+              arrived and written to stdout as one JSON line (so every
+              notification is also searchable in VictoriaLogs).
+GET  /alerts  every notification since the receiver started, as a JSON list
+              (the acceptance suite reads it through the API server's proxy).
+A team replaces or complements it with its pager or chat bridge in
+config/alertmanager.yml.
 """
 
 import json
