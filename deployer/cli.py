@@ -62,6 +62,7 @@ def parser() -> argparse.ArgumentParser:
     certs_cmd.add_argument("--env", required=True, help="dev, staging or production")
     certs_cmd.add_argument("--cluster", default="ce", help="kind cluster made by `cluster up`")
 
+    commands.add_parser("render-monitoring", help="print the monitoring plane's manifests (YAML)")
     render_cmd = commands.add_parser("render", help="print an environment's manifests (YAML)")
     render_cmd.add_argument("--env", required=True, help="dev, staging or production")
 
@@ -160,6 +161,9 @@ def dispatch(args: argparse.Namespace, paths: Paths) -> int:
         _, kubectl = cluster.built_tools(paths)
         documents = deploy.render(paths, kubectl, args.env, image_refs(paths))
         print(yaml.safe_dump_all(documents, sort_keys=False))
+    elif args.command == "render-monitoring":
+        _, kubectl = cluster.built_tools(paths)
+        print(monitoring.render(paths, kubectl))
     elif args.command == "deploy":
         deploy.check_environment(args.env)
         handle = cluster.existing(paths, args.cluster)

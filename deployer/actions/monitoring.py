@@ -58,13 +58,18 @@ def manifests_dir(paths: Paths) -> Path:
     return paths.repo / "infra" / "monitoring"
 
 
+def render(paths: Paths, kubectl: Path) -> str:
+    """infra/monitoring as kustomize renders it (what `apply` applies)."""
+    return proc.run(
+        [kubectl, "kustomize", manifests_dir(paths)], timeout=60, describe="kubectl kustomize"
+    )
+
+
 def apply(paths: Paths, kubeconfig: Path, kubectl: Path) -> float:
     """Apply infra/monitoring and wait until every component is ready; return seconds."""
     started = time.monotonic()
     log.info("==> Monitoring: Prometheus, Alertmanager, exporters, VictoriaLogs, vlagent")
-    rendered = proc.run(
-        [kubectl, "kustomize", manifests_dir(paths)], timeout=60, describe="kubectl kustomize"
-    )
+    rendered = render(paths, kubectl)
     documents = [doc for doc in yaml.safe_load_all(rendered) if doc]
     kube: list[str | Path] = [kubectl, "--kubeconfig", kubeconfig]
 
