@@ -40,6 +40,7 @@ TLS_SECRET = "engine-tls"  # pragma: allowlist secret
 POSTGRES_USER = "engine"
 REISSUE_BEFORE_S = certificates.LEAF_DAYS * 86400 / 3
 POSTGRES_POD = "engine-postgres-0"
+POSTGRES_CONTAINER = "postgres"  # beside it in the pod: postgres-exporter
 POSTGRES_CERT = "/etc/engine/tls/postgres.crt"
 PSQL = ("/usr/lib/postgresql/15/bin/psql", "-h", "/tmp", "-U", POSTGRES_USER, "-d", "postgres")
 FIELD_MANAGER = "ce-deployer"
@@ -209,7 +210,9 @@ def rotate_certificates(target: Target, environment: str) -> CertificateRotation
     rolled = time.monotonic() - started
 
     def postgres_sees_new_certificate() -> bool:
-        _, mounted, _ = pod_exec(api, namespace, POSTGRES_POD, ["cat", POSTGRES_CERT])
+        _, mounted, _ = pod_exec(
+            api, namespace, POSTGRES_POD, ["cat", POSTGRES_CERT], container=POSTGRES_CONTAINER
+        )
         return mounted.strip() == new_postgres.strip()
 
     try:
@@ -221,7 +224,13 @@ def rotate_certificates(target: Target, environment: str) -> CertificateRotation
         )
     except WaitTimeout as error:
         raise ClusterError(str(error)) from None
-    code, _, err = pod_exec(api, namespace, POSTGRES_POD, [*PSQL, "-c", "SELECT pg_reload_conf()"])
+    code, _, err = pod_exec(
+        api,
+        namespace,
+        POSTGRES_POD,
+        [*PSQL, "-c", "SELECT pg_reload_conf()"],
+        container=POSTGRES_CONTAINER,
+    )
     if code != 0:
         raise ClusterError(f"Postgres did not reload its configuration: {err[-300:]}")
     log.info("   %s: certificates re-issued and in use", environment)

@@ -184,7 +184,16 @@ def _(
     record_figure: RecordFigure,
 ) -> None:
     layers = catalogue(paths.repo)
-    states = metric_states(prometheus, kube, environment, layers)
+
+    def complete() -> list[MetricState] | None:
+        found = metric_states(prometheus, kube, environment, layers)
+        return None if any(s.missing for s in found) else found
+
+    # What just happened (the job) reaches Prometheus at the target's next scrape.
+    try:
+        states, _ = wait_until(complete, timeout=30, interval=5, describe="every critical series")
+    except WaitTimeout:
+        states = metric_states(prometheus, kube, environment, layers)
     missing = [f"{s.layer}/{s.metric} for {', '.join(s.missing)}" for s in states if s.missing]
     assert not missing, f"critical metrics missing: {missing}"
     stale = [

@@ -84,7 +84,7 @@ def _(
         "-c",
         APP_CONNECTIONS,
     ]
-    code, output = kube.exec(dev.namespace, "engine-postgres-0", command)
+    code, output = kube.exec(dev.namespace, "engine-postgres-0", command, container="postgres")
     assert code == 0, f"cannot list connections in Postgres: {output[-300:]}"
     rows = [line.split("|") for line in output.strip().splitlines() if line]
     record_figure("postgres_app_connections", len(rows))
