@@ -41,6 +41,14 @@ class ServiceProxy:
         except ValueError:
             return raw
 
+    def answers(self, path: str) -> bool:
+        """Whether a GET of ``path`` succeeds (readiness and health endpoints)."""
+        try:
+            self.text("GET", path)
+        except ClusterError:
+            return False
+        return True
+
     def text(self, method: str, path: str, params: list[tuple[str, str]] | None = None) -> str:
         url = f"/api/v1/namespaces/{self.namespace}/services/{self.service}/proxy/{path}"
         try:
@@ -120,8 +128,4 @@ class Prometheus:
         self.proxy.call("POST", "-/reload")
 
     def ready(self) -> bool:
-        try:
-            self.proxy.call("GET", "-/ready")
-        except ClusterError:
-            return False
-        return True
+        return self.proxy.answers("-/ready")

@@ -4,14 +4,13 @@ receiver Alertmanager delivers to, and the log store's query API."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from kubernetes import client
 
-from deployer.errors import ClusterError
 from deployer.lower.prometheus import NAMESPACE, ServiceProxy
 
 SINK = "alert-sink"
@@ -57,11 +56,7 @@ class AlertSink:
         self.proxy = ServiceProxy(api, f"{SINK}:http", NAMESPACE)
 
     def ready(self) -> bool:
-        try:
-            self.proxy.call("GET", "healthz")
-        except ClusterError:
-            return False
-        return True
+        return self.proxy.answers("healthz")
 
     def notifications(self) -> list[Notification]:
         received = self.proxy.call("GET", "alerts")
@@ -75,32 +70,6 @@ class AlertSink:
             for entry in received
             for alert in entry["payload"].get("alerts", [])
         ]
-
-    def first(
-        self, alertname: str, status: str, since: float, match: dict[str, str]
-    ) -> Notification | None:
-        for note in sorted(self.notifications(), key=lambda n: n.received_at):
-            if (
-                note.received_at >= since
-                and note.status == status
-                and note.labels.get("alertname") == alertname
-                and all(note.labels.get(k) == v for k, v in match.items())
-            ):
-                return note
-        return None
-
-
-@dataclass
-class AlertEpisode:
-    """One injected fault and what the receiver got for it."""
-
-    fault: str
-    alertname: str
-    started: float
-    fired_after_s: float | None = None
-    resolved_after_s: float | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
 
 
 class LogStore:
