@@ -82,7 +82,9 @@ def apply(paths: Paths, kubeconfig: Path, kubectl: Path) -> float:
         )
 
     server_side_apply([d for d in documents if d["kind"] == "Namespace"], "monitoring namespace")
-    ensure_ca_slots(api_client(kubeconfig))
+    api = api_client(kubeconfig)
+    ensure_ca_slots(api)
+    replace_services_changing_cluster_ip(api, [d for d in documents if d["kind"] == "Service"])
     server_side_apply([d for d in documents if d["kind"] != "Namespace"], "infra/monitoring")
     for workload in WORKLOADS:
         proc.run(
@@ -101,6 +103,28 @@ def apply(paths: Paths, kubeconfig: Path, kubectl: Path) -> float:
     seconds = time.monotonic() - started
     log.info("   monitoring ready after %.0fs", seconds)
     return seconds
+
+
+def replace_services_changing_cluster_ip(
+    api: client.ApiClient, services: list[dict[str, Any]]
+) -> None:
+    """Delete a Service that must become headless (or stop being so): clusterIP is immutable.
+
+    Only an older installation has such a Service; apply then creates it anew.
+    """
+    core = client.CoreV1Api(api)
+    for service in services:
+        name = service["metadata"]["name"]
+        wanted_headless = service["spec"].get("clusterIP") == "None"
+        try:
+            current = core.read_namespaced_service(name, NAMESPACE)
+        except ApiException as error:
+            if error.status == 404:
+                continue
+            raise
+        if (current.spec.cluster_ip == "None") != wanted_headless:
+            log.info("   replacing Service %s (headless: %s)", name, wanted_headless)
+            core.delete_namespaced_service(name, NAMESPACE)
 
 
 def ensure_ca_slots(api: client.ApiClient) -> None:

@@ -61,7 +61,11 @@ def server(database_url: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
         yield process, base
     finally:
         if process.poll() is None:
-            process.kill()
+            process.terminate()  # the way it is stopped for real: it removes its metrics files
+            try:
+                process.wait(timeout=DRAIN_SECONDS + 25)
+            except subprocess.TimeoutExpired:
+                process.kill()
         process.wait(timeout=30)
 
 

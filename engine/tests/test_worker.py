@@ -7,7 +7,7 @@ import asyncio
 import psycopg
 from ce_engine import db
 from ce_engine.config import Settings
-from ce_engine.worker import Worker, reflect
+from ce_engine.worker import CLAIM, Worker, reflect
 
 from .conftest import DATA_KEY
 
@@ -16,7 +16,8 @@ def test_reflect_is_deterministic() -> None:
     assert reflect("a", 3) == reflect("a", 3) != reflect("a", 4)
 
 
-def test_worker_processes_a_queued_job(database_url: str) -> None:
+def prepared(database_url: str) -> Settings:
+    """The worker's settings, on a database with the engine's schema."""
     settings = Settings(
         environment="test", database_url=database_url, jwt_key="k" * 40, data_key=DATA_KEY
     )
@@ -28,6 +29,11 @@ def test_worker_processes_a_queued_job(database_url: str) -> None:
         await pool.close()
 
     asyncio.run(prepare())
+    return settings
+
+
+def test_worker_processes_a_queued_job(database_url: str) -> None:
+    settings = prepared(database_url)
     with psycopg.connect(database_url, autocommit=True) as connection:
         connection.execute(
             "INSERT INTO jobs (kind, input, iterations, request_id) "
@@ -39,3 +45,25 @@ def test_worker_processes_a_queued_job(database_url: str) -> None:
         assert not worker.run_once(connection)
         rows = connection.execute("SELECT input, status, result FROM jobs ORDER BY id").fetchall()
     assert rows == [("x", "done", reflect("x", 5)), ("y", "done", reflect("y", 5))]
+
+
+def test_a_job_whose_worker_dies_mid_job_is_done_once_by_another(database_url: str) -> None:
+    settings = prepared(database_url)
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO jobs (kind, input, iterations, request_id) "
+            "VALUES ('reflect', 'z', 5, 'r3')"
+        )
+    dying = psycopg.connect(database_url, autocommit=True)
+    transaction = dying.transaction()
+    transaction.__enter__()
+    claimed = dying.execute(CLAIM).fetchone()
+    assert claimed is not None
+    with psycopg.connect(database_url, autocommit=True) as other:
+        # While the first worker holds the job, nobody else takes it.
+        assert not Worker(settings).run_once(other)
+        dying.close()  # the worker's process dies: Postgres aborts its transaction
+        assert Worker(settings).run_once(other)
+        assert not Worker(settings).run_once(other)
+        rows = other.execute("SELECT status, result FROM jobs").fetchall()
+    assert rows == [("done", reflect("z", 5))]

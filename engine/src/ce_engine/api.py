@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -417,9 +418,19 @@ def app_factory() -> Starlette:
 def main() -> None:
     settings = load_or_exit("engine-api")
     logs.configure("engine-api", settings.environment, settings.log_level)
+    metrics_dir = None
     if settings.workers > 1:
         # Set before the workers start, so their metrics go to files /metrics can sum.
-        os.environ[metrics.MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="engine-metrics-")
+        metrics_dir = tempfile.mkdtemp(prefix="engine-metrics-")
+        os.environ[metrics.MULTIPROCESS_DIR] = metrics_dir
+    try:
+        serve(settings)
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def serve(settings: Settings) -> None:
     tls = bool(settings.tls_cert_file)
     log.info(
         "engine-api serving %s with %d worker process(es)",

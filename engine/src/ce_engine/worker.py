@@ -20,12 +20,15 @@ from ce_engine.crypto import FieldCipher
 
 log = logging.getLogger("engine.worker")
 
+# The job's row stays locked, and its result uncommitted, until the job is done: a worker
+# that dies mid-job (killed, frozen then killed, its node lost) has its transaction
+# aborted by Postgres and the job is queued again for another worker. A job is
+# therefore finished exactly once, whatever happens to the worker doing it.
 CLAIM = """
-UPDATE jobs SET status = 'running'
-WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY id
-            FOR UPDATE SKIP LOCKED LIMIT 1)
-RETURNING id, input, iterations, request_id
+SELECT id, input, iterations, request_id FROM jobs WHERE status = 'queued' ORDER BY id
+FOR UPDATE SKIP LOCKED LIMIT 1
 """
+FINISH = "UPDATE jobs SET status = %s, result = %s, finished_at = now() WHERE id = %s"
 
 
 def reflect(text: str, iterations: int) -> str:
@@ -48,32 +51,31 @@ class Worker:
         """Process one job if there is one; return whether one was processed."""
         with connection.transaction():
             row = connection.execute(CLAIM).fetchone()
-        # autocommit connection: this read holds no transaction (and no lock) open.
-        if row is None:
-            queued = connection.execute(
-                "SELECT count(*) FROM jobs WHERE status = 'queued'"
-            ).fetchone()
-            metrics.QUEUE_DEPTH.set(queued[0] if queued else 0)
-            return False
-        job_id, text, iterations, request_id = row
-        token = logs.request_id.set(request_id)
-        started = time.perf_counter()
-        try:
-            result = reflect(self.cipher.decrypt("input", text), iterations)
-            connection.execute(
-                "UPDATE jobs SET status = 'done', result = %s, finished_at = now() WHERE id = %s",
-                (result, job_id),
-            )
-            metrics.JOBS.labels("done").inc()
+            if row is None:
+                queued = connection.execute(
+                    "SELECT count(*) FROM jobs WHERE status = 'queued'"
+                ).fetchone()
+                metrics.QUEUE_DEPTH.set(queued[0] if queued else 0)
+                return False
+            job_id, text, iterations, request_id = row
+            token = logs.request_id.set(request_id)
+            started = time.perf_counter()
+            try:
+                try:
+                    result: str | None = reflect(self.cipher.decrypt("input", text), iterations)
+                    status = "done"
+                except Exception:  # a job that cannot be done (undecryptable input) is failed
+                    log.exception("job failed", extra={"fields": {"job_id": job_id}})
+                    result, status = None, "failed"
+                connection.execute(FINISH, (status, result, job_id))
+            finally:
+                metrics.JOB_DURATION.observe(time.perf_counter() - started)
+                logs.request_id.reset(token)
+        # Counted and logged once committed: a job whose commit failed is done again later.
+        metrics.JOBS.labels(status).inc()
+        if status == "done":
+            token = logs.request_id.set(request_id)
             log.info("job done", extra={"fields": {"job_id": job_id, "iterations": iterations}})
-        except Exception:
-            connection.execute(
-                "UPDATE jobs SET status = 'failed', finished_at = now() WHERE id = %s", (job_id,)
-            )
-            metrics.JOBS.labels("failed").inc()
-            log.exception("job failed", extra={"fields": {"job_id": job_id}})
-        finally:
-            metrics.JOB_DURATION.observe(time.perf_counter() - started)
             logs.request_id.reset(token)
         return True
 

@@ -1,0 +1,186 @@
+"""Bounded engine client run inside a pod: CONCURRENCY clients send reads and writes
+to the engine API for DURATION seconds (at most MAX_REQUESTS in total), one JSON line
+per request. A new connection per request, so every request goes through the
+Service's routing (a pod that is gone or hung is met, not hidden by keep-alive).
+
+Writes create sessions whose title the client chose; reads fetch one of this client's
+acknowledged sessions; jobs (JOB_RATIO of the writes) queue work for engine-worker. At
+the end every acknowledged write is read back (after SETTLE seconds, once the faults
+are over) and every acknowledged job is awaited until done with the right result; the
+summary line says which were lost, changed or never done."""
+
+import hashlib
+import http.client
+import json
+import os
+import random
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+from typing import Any
+
+from admission import wait_admitted
+
+BASE = urllib.parse.urlsplit(os.environ["URL"])
+HOST = BASE.hostname or "localhost"
+PORT = BASE.port or 443
+TOKEN = os.environ["TOKEN"]
+CONCURRENCY = int(os.environ.get("CONCURRENCY", "8"))
+DURATION = float(os.environ.get("DURATION", "60"))
+MAX_REQUESTS = int(os.environ.get("MAX_REQUESTS", "100000"))
+WRITE_RATIO = float(os.environ.get("WRITE_RATIO", "0.3"))
+INTERVAL = float(os.environ.get("INTERVAL", "0.1"))  # per client, between requests
+TIMEOUT = float(os.environ.get("TIMEOUT", "10"))
+SETTLE = float(os.environ.get("SETTLE", "0"))
+JOB_RATIO = float(os.environ.get("JOB_RATIO", "0"))
+JOB_ITERATIONS = 2000
+JOBS_DONE_WITHIN = float(os.environ.get("JOBS_DONE_WITHIN", "180"))
+RUN = os.environ.get("RUN", "run")
+
+CONTEXT = ssl.create_default_context()  # the environment's CA, in SSL_CERT_FILE
+HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+lock = threading.Lock()
+sent = [0]
+acknowledged: dict[int, str] = {}  # session id -> title the client wrote
+jobs: dict[int, str] = {}  # job id -> its input
+
+
+def call(method: str, path: str, body: dict[str, object] | None = None) -> tuple[int, Any]:
+    connection = http.client.HTTPSConnection(HOST, PORT, timeout=TIMEOUT, context=CONTEXT)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        connection.request(method, path, body=payload, headers=HEADERS)
+        response = connection.getresponse()
+        text = response.read()
+        return response.status, (json.loads(text) if text else {})
+    finally:
+        connection.close()
+
+
+def client(index: int, deadline: float) -> None:
+    rng = random.Random(index)
+    own: list[int] = []
+    sequence = 0
+    while time.monotonic() < deadline:
+        with lock:
+            if sent[0] >= MAX_REQUESTS:
+                return
+            sent[0] += 1
+        write = not own or rng.random() < WRITE_RATIO
+        started = time.time()
+        title = f"{RUN}-{index}-{sequence}"
+        job = write and rng.random() < JOB_RATIO
+        try:
+            if job:
+                document = {"input": title, "iterations": JOB_ITERATIONS}
+                status, body = call("POST", "/v1/jobs", document)
+                ok = status == 202 and isinstance(body.get("id"), int)
+            elif write:
+                status, body = call("POST", "/v1/sessions", {"title": title})
+                ok = status == 201 and body.get("title") == title
+            else:
+                wanted = rng.choice(own)
+                status, body = call("GET", f"/v1/sessions/{wanted}")
+                ok = status == 200 and body.get("id") == wanted
+            detail = f"HTTP {status}"
+        except (OSError, http.client.HTTPException, ValueError) as failure:
+            ok, body, detail = False, {}, f"{type(failure).__name__}: {failure}"
+        if ok and job:
+            with lock:
+                jobs[body["id"]] = title
+        elif ok and write:
+            own.append(body["id"])
+            with lock:
+                acknowledged[body["id"]] = title
+        line = {
+            "seq": sequence,
+            "client": index,
+            "t": started,
+            "op": "job" if job else "write" if write else "read",
+            "ok": ok,
+            "ms": round((time.time() - started) * 1000, 1),
+            "detail": detail,
+        }
+        print(json.dumps(line), flush=True)
+        sequence += 1
+        time.sleep(max(0.0, INTERVAL - (time.time() - started)))
+
+
+def read_back() -> list[int]:
+    """Every acknowledged session, read again: the ids that are missing or changed."""
+    lost = []
+    for session_id, title in sorted(acknowledged.items()):
+        for attempt in range(3):
+            try:
+                status, body = call("GET", f"/v1/sessions/{session_id}")
+            except (OSError, http.client.HTTPException, ValueError):
+                time.sleep(1 + attempt)
+                continue
+            if status != 200 or body.get("title") != title:
+                lost.append(session_id)
+            break
+        else:
+            lost.append(session_id)
+    return lost
+
+
+def reflect(text: str) -> str:
+    """What engine-worker computes for a job (iterated SHA-256), to check its result."""
+    digest = text.encode()
+    for _ in range(JOB_ITERATIONS):
+        digest = hashlib.sha256(digest).digest()
+    return digest.hex()
+
+
+def await_jobs() -> tuple[list[int], list[int]]:
+    """Poll every acknowledged job until done: (never done, done with a wrong result)."""
+    pending, wrong = dict(jobs), []
+    deadline = time.monotonic() + JOBS_DONE_WITHIN
+    while pending and time.monotonic() < deadline:
+        for job_id, text in list(pending.items()):
+            try:
+                status, body = call("GET", f"/v1/jobs/{job_id}")
+            except (OSError, http.client.HTTPException, ValueError):
+                continue
+            if status == 200 and body.get("status") in ("done", "failed"):
+                del pending[job_id]
+                if body.get("status") != "done" or body.get("result") != reflect(text):
+                    wrong.append(job_id)
+        if pending:
+            time.sleep(1)
+    return sorted(pending), wrong
+
+
+def main() -> None:
+    # Measure the engine, not the NetworkPolicy controller catching up with this pod.
+    admitted_after = wait_admitted(BASE.geturl() + "/v1/sessions", TOKEN)
+    started = time.monotonic()
+    threads = [
+        threading.Thread(target=client, args=(index, started + DURATION))
+        for index in range(CONCURRENCY)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    time.sleep(SETTLE)
+    lost = read_back()
+    never_done, wrong = await_jobs()
+    summary = {
+        "done": True,
+        "requests": sent[0],
+        "acknowledged_writes": len(acknowledged),
+        "lost_writes": lost,
+        "acknowledged_jobs": len(jobs),
+        "jobs_never_done": never_done,
+        "jobs_wrong_result": wrong,
+        "admitted_after_s": round(admitted_after, 1),
+    }
+    print(json.dumps(summary), flush=True)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
