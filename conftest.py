@@ -30,7 +30,7 @@ pytest_plugins = [
     "steps.common.network_steps",
     "steps.common.storage_steps",
     "steps.common.metrics_steps",
-    "steps.common.resilience_steps",
+    "steps.common.healing_steps",
     "steps.common.environment_steps",
     "steps.common.rollout_steps",
     "steps.common.autoscaling_steps",

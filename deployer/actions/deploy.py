@@ -367,8 +367,15 @@ def deploy(
     if images is None:
         images = build_engine_images(paths, ensure_engine(paths))
     if target.kind is not None and target.kind_cluster is not None:
-        for image in (images.api, images.worker, images.postgres):
-            target.kind.load_image(target.kind_cluster, image)
+        # Only where the engine can run: the control plane is tainted against it.
+        workers = [
+            node
+            for node in target.kind.nodes(target.kind_cluster)
+            if not node.endswith("-control-plane")
+        ]
+        target.kind.load_images(
+            target.kind_cluster, [images.api, images.worker, images.postgres], workers
+        )
     documents = render(paths, target.kubectl, environment, images)
     namespaces = [doc for doc in documents if doc["kind"] == "Namespace"]
     apply(target, namespaces)

@@ -58,9 +58,13 @@ class Kind:
             describe="kind export logs",
         )
 
-    def load_image(self, name: str, image: str) -> None:
-        proc.run(
-            [self.binary, "load", "docker-image", image, "--name", name],
-            timeout=900,
-            describe=f"kind load {image}",
-        )
+    def nodes(self, name: str) -> list[str]:
+        output = proc.run([self.binary, "get", "nodes", "--name", name], timeout=60)
+        return sorted(output.split())
+
+    def load_images(self, name: str, images: list[str], nodes: list[str] | None = None) -> None:
+        """Load images in one go: one `docker save` holds the layers they share once."""
+        command: list[str | Path] = [self.binary, "load", "docker-image", *images, "--name", name]
+        if nodes:
+            command += ["--nodes", ",".join(nodes)]
+        proc.run(command, timeout=900, describe=f"kind load {' '.join(images)}")

@@ -1,5 +1,6 @@
 """Bounded engine client run inside a pod: CONCURRENCY clients send reads and writes
-to the engine API for DURATION seconds (at most MAX_REQUESTS in total), one JSON line
+to the engine API for DURATION seconds, at most MAX_REQUESTS in total, or until the
+file STOP_FILE exists (the suite creates it when its faults are over); one JSON line
 per request. A new connection per request, so every request goes through the
 Service's routing (a pod that is gone or hung is met, not hidden by keep-alive).
 
@@ -38,6 +39,7 @@ JOB_RATIO = float(os.environ.get("JOB_RATIO", "0"))
 JOB_ITERATIONS = 2000
 JOBS_DONE_WITHIN = float(os.environ.get("JOBS_DONE_WITHIN", "180"))
 RUN = os.environ.get("RUN", "run")
+STOP_FILE = os.environ.get("STOP_FILE", "/tmp/stop")
 
 CONTEXT = ssl.create_default_context()  # the environment's CA, in SSL_CERT_FILE
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
@@ -63,7 +65,7 @@ def client(index: int, deadline: float) -> None:
     rng = random.Random(index)
     own: list[int] = []
     sequence = 0
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not os.path.exists(STOP_FILE):
         with lock:
             if sent[0] >= MAX_REQUESTS:
                 return
@@ -103,7 +105,9 @@ def client(index: int, deadline: float) -> None:
             "ms": round((time.time() - started) * 1000, 1),
             "detail": detail,
         }
-        print(json.dumps(line), flush=True)
+        with lock:  # one whole line at a time: the clients share stdout
+            sys.stdout.write(json.dumps(line) + "\n")
+            sys.stdout.flush()
         sequence += 1
         time.sleep(max(0.0, INTERVAL - (time.time() - started)))
 

@@ -14,8 +14,8 @@ import pytest
 import testinfra
 from pytest_bdd import then
 
-from steps.common.resilience_steps import node_agent
 from steps.support.environments import Environment
+from steps.support.healing import node_agent
 from steps.support.kube import Kube
 from steps.support.report import RecordFigure
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import logging
 import re
 import time
 import uuid
@@ -38,6 +39,8 @@ from steps.support.monitoring import (
 )
 from steps.support.provider import ClusterProvider
 from steps.support.report import RecordFigure, evidence_dir
+
+log = logging.getLogger(__name__)
 
 
 @pytest.fixture(scope="session")
@@ -416,7 +419,9 @@ def _(
             episode.injected_at = time.time()
             episode.fault.inject()
             request.addfinalizer(functools.partial(undo_unless_removed, episode))
+            log.info("   phase %s: %s in %s", phase, episode.fault.name, episode.environment.name)
         fired = await_all(alert_sink, episodes, "firing", timeout=150)
+        log.info("   phase %s: every alert received; removing the faults", phase)
         for (index, name), note in fired.items():
             episode = episodes[index]
             severity = dict(episode.alerts)[name]
@@ -432,6 +437,7 @@ def _(
         with ThreadPoolExecutor(max_workers=len(episodes)) as pool:
             list(pool.map(lambda e: e.fault.remove(), episodes))
         resolved = await_all(alert_sink, episodes, "resolved", timeout=180)
+        log.info("   phase %s: every alert resolved", phase)
         for (index, name), note in resolved.items():
             episode = episodes[index]
             record_figure(

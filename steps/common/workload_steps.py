@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from pytest_bdd import given, parsers
 
 from deployer.lower.kube import node_states
-from deployer.lower.waiting import wait_until
 from steps.support import workloads
 from steps.support.kube import Kube
 
@@ -28,17 +26,6 @@ class WebServers:
 
     service: str
     pods: tuple[WebPod, ...]
-
-
-@dataclass(frozen=True)
-class ServiceUnderTest:
-    name: str
-    namespace: str
-    replicas: int
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.name}.{self.namespace}.svc.cluster.local:{workloads.WEB_PORT}/"
 
 
 @dataclass(frozen=True)
@@ -74,38 +61,3 @@ def _(kube: Kube, namespace: str, toolbox_image: str, service: str) -> WebServer
         pod = kube.core.read_namespaced_pod(name, namespace)
         pods.append(WebPod(name, pod.spec.node_name, pod.status.pod_ip))
     return WebServers(service, tuple(pods))
-
-
-@given(
-    parsers.parse("a web service with {replicas:d} replicas spread over the workers"),
-    target_fixture="service_under_test",
-)
-def _(kube: Kube, namespace: str, toolbox_image: str, replicas: int) -> ServiceUnderTest:
-    kube.create(namespace, workloads.web_deployment("web", replicas, toolbox_image))
-    kube.create(namespace, workloads.service("web", app="web"))
-
-    def available() -> bool:
-        status = kube.apps.read_namespaced_deployment("web", namespace).status
-        return (status.available_replicas or 0) == replicas
-
-    wait_until(available, timeout=180, interval=1, describe=f"{replicas} available web replicas")
-    return ServiceUnderTest("web", namespace, replicas)
-
-
-@given("a client pod sending requests to the service", target_fixture="traffic")
-def _(
-    kube: Kube, namespace: str, toolbox_image: str, service_under_test: ServiceUnderTest
-) -> Traffic:
-    kube.create(
-        namespace,
-        workloads.traffic_pod(
-            "traffic",
-            service_under_test.url,
-            toolbox_image,
-            interval_s=0.2,
-            duration_s=300,
-            count=1500,
-        ),
-    )
-    kube.wait_pods_ready(namespace, ["traffic"], timeout=120)
-    return Traffic(namespace, "traffic", time.time())

@@ -68,36 +68,6 @@ def web_pod(name: str, node: str, image: str, app: str) -> dict[str, Any]:
     }
 
 
-def web_deployment(name: str, replicas: int, image: str) -> dict[str, Any]:
-    volume, _ = probe_volume()
-    labels = {"app": name, PROBE_LABEL: "web"}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "terminationGracePeriodSeconds": 5,
-                    "topologySpreadConstraints": [
-                        {
-                            "maxSkew": 1,
-                            "topologyKey": "kubernetes.io/hostname",
-                            "whenUnsatisfiable": "DoNotSchedule",
-                            "labelSelector": {"matchLabels": {"app": name}},
-                        }
-                    ],
-                    "containers": [_web_container(image)],
-                    "volumes": [volume],
-                },
-            },
-        },
-    }
-
-
 def service(name: str, app: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",

@@ -1,0 +1,123 @@
+"""The engine's own clients, run in a pod of an environment's client namespace.
+
+They read, write and queue jobs through the engine API's Service for as long as a
+scenario breaks things, log every request, and at the end read back every write the
+engine acknowledged and wait for every job it accepted (assets/engine_client.py).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from deployer.lower.waiting import wait_until
+from steps.support import workloads
+from steps.support.environments import Environment
+from steps.support.kube import Kube
+
+MAX_RUN_S = 900  # the pod's own deadline: a scenario that forgets to stop it leaves nothing
+TIMEOUT_S = 3
+
+
+@dataclass(frozen=True)
+class EngineClients:
+    namespace: str
+    pod: str
+
+    def requests(self, kube: Kube) -> list[dict[str, Any]]:
+        """Every request logged so far (one JSON line each)."""
+        lines = kube.logs(self.namespace, self.pod).splitlines()
+        return [json.loads(line) for line in lines if line.startswith('{"seq"')]
+
+    def answered_since(self, kube: Kube, moment: float, timeout: float) -> float:
+        """When the first request sent at or after ``moment`` got a good answer."""
+
+        def answered() -> float | None:
+            good = [r["t"] for r in self.requests(kube) if r["ok"] and r["t"] >= moment]
+            return min(good) if good else None
+
+        first, _ = wait_until(
+            answered, timeout=timeout, interval=1, describe="the clients answered again"
+        )
+        return float(first)
+
+    def stop(self, kube: Kube, settle_timeout: float = 300) -> dict[str, Any]:
+        """Stop sending; return the summary once writes are read back and jobs are done."""
+        code, output = kube.exec(self.namespace, self.pod, ["touch", "/tmp/stop"])
+        assert code == 0, f"could not stop the clients: {output}"
+        return kube.summary_of(self.namespace, self.pod, timeout=settle_timeout)
+
+
+def start(
+    kube: Kube,
+    environment: Environment,
+    image: str,
+    concurrency: int,
+    interval_s: float,
+    job_ratio: float = 0.0,
+    max_requests: int = 1_000_000,
+) -> EngineClients:
+    """Start the clients and wait for their first acknowledged request (the control)."""
+    name = f"clients-{uuid.uuid4().hex[:6]}"
+    env = {
+        "URL": environment.api_url,
+        "TOKEN": environment.token("writer"),
+        "CONCURRENCY": str(concurrency),
+        "INTERVAL": str(interval_s),
+        "DURATION": str(MAX_RUN_S - 240),
+        "MAX_REQUESTS": str(max_requests),
+        "JOB_RATIO": str(job_ratio),
+        "RUN": name,
+        "SETTLE": "2",
+        # A client gives up on a hung server like a real one would; the hung pod's
+        # share of the requests fail instead of stalling every client for long.
+        "TIMEOUT": str(TIMEOUT_S),
+    }
+    pod = workloads.script_pod(name, "engine_client.py", env, image, deadline_s=MAX_RUN_S)
+    # Off the workers where it can: the clients must outlive the node a scenario powers off.
+    pod["spec"]["tolerations"] = [
+        {
+            "key": "node-role.kubernetes.io/control-plane",
+            "operator": "Exists",
+            "effect": "NoSchedule",
+        }
+    ]
+    pod["spec"]["affinity"] = {
+        "nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "preference": {
+                        "matchExpressions": [
+                            {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}
+                        ]
+                    },
+                }
+            ]
+        }
+    }
+    kube.create(environment.client_namespace, pod)
+    clients = EngineClients(environment.client_namespace, name)
+    wait_until(
+        lambda: any(r["ok"] for r in clients.requests(kube)),
+        timeout=120,
+        interval=1,
+        describe="the clients' first acknowledged request",
+    )
+    return clients
+
+
+def failures_between(requests: list[dict[str, Any]], start: float, end: float) -> int:
+    return sum(1 for r in requests if start <= r["t"] <= end and not r["ok"])
+
+
+def longest_gap(requests: list[dict[str, Any]]) -> float:
+    """The longest stretch, in seconds, in which no request got a good answer."""
+    if not requests:
+        return 0.0
+    times: list[float] = [r["t"] for r in requests]
+    answered: list[float] = sorted(r["t"] for r in requests if r["ok"])
+    moments = [min(times), *answered, max(times)]
+    return max(b - a for a, b in zip(moments, moments[1:], strict=False))
