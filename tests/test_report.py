@@ -47,6 +47,15 @@ def test_not_implemented_is_never_passed() -> None:
     assert table["R2.1"]["status"] == "not_implemented"
 
 
+def test_a_criterion_whose_scenarios_were_deselected_is_not_run_not_unimplemented() -> None:
+    state = state_with(ScenarioResult("a", "a", ["R1.3"], status="passed"))
+    state.deselected = {"R1.2"}
+    table = coverage(state)
+    assert table["R1.2"]["status"] == "not_run"
+    assert table["R1.3"]["status"] == "passed"
+    assert table["R2.1"]["status"] == "not_implemented"
+
+
 def test_skip_reasons_are_classified() -> None:
     assert classify_skip("Skipped: not implemented: steps are not written yet") == "not_implemented"
     assert classify_skip("not applicable: managed control plane") == "not_applicable"

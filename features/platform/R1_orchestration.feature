@@ -26,7 +26,7 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
   Scenario: The engine heals killed, hung and deleted processes while its clients are served
     Given the "production" environment is deployed
     And a fresh namespace
-    And clients reading, writing and queueing jobs through the engine API
+    And 4 clients reading, writing and queueing jobs through the engine API, each at most every 200 ms and waiting 3 s for an answer
     When these faults are made on the engine, in turn for each workload:
       | workload      | fault          |
       | engine-api    | process killed |
@@ -43,7 +43,7 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
   Scenario: The database killed or hung: the engine recovers on its own and loses nothing acknowledged
     Given the "production" environment is deployed
     And a fresh namespace
-    And clients reading, writing and queueing jobs through the engine API
+    And 4 clients reading, writing and queueing jobs through the engine API, each at most every 200 ms and waiting 3 s for an answer
     When these faults are made on the engine, in turn for each workload:
       | workload        | fault          |
       | engine-postgres | process killed |
@@ -55,7 +55,7 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
   @R1.3 @resilience
   Scenario: A lost node's engine pods move to the remaining nodes, and the node rejoins
     Given the "production" environment is deployed
-    And clients reading, writing and queueing jobs through the engine API
+    And 4 clients reading, writing and queueing jobs through the engine API, each at most every 200 ms and waiting 3 s for an answer
     When a worker node that runs engine pods but not the database is powered off
     Then its engine pods are Ready on the remaining nodes within 3 minutes
     And the engine API kept answering: no 10-second gap
@@ -64,15 +64,17 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
     And every acknowledged write is readable and every accepted job is done, with its result
 
   @R1.4 @resilience
-  Scenario: A new version rolls out, and back, with zero failed requests
-    Given a running cluster
-    And the "staging" environment is deployed
-    And a client pod sending requests to the engine API
-    When a new engine-api version is deployed
+  Scenario: A new version rolls out, and back, under 8 reading and writing clients with zero failed requests
+    Given the "staging" environment is deployed
+    And 8 clients reading, writing and queueing jobs through the engine API, each at most every 50 ms and waiting 10 s for an answer
+    When a new engine version is deployed
     Then the rollout completes with every pod on the new version
-    When the previous engine-api version is deployed again
+    And the engine API says it runs the new version
+    When the previous engine version is deployed again
     Then the rollout completes with every pod on the previous version
-    And no request failed during either rollout
+    And the engine API says it runs the previous version
+    And none of at least 3000 requests failed during either rollout
+    And every acknowledged write is readable and every accepted job is done, with its result
 
   @R1.5 @observability
   Scenario: Metrics give visibility on every layer, from the nodes to the database

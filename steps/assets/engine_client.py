@@ -1,4 +1,5 @@
-"""Bounded engine client run inside a pod: CONCURRENCY clients send reads and writes
+"""Bounded engine client run inside a pod: CONCURRENCY clients (processes, so that TLS
+handshakes are not serialised by one interpreter's lock) send reads and writes
 to the engine API for DURATION seconds, at most MAX_REQUESTS in total, or until the
 file STOP_FILE exists (the suite creates it when its faults are over); one JSON line
 per request. A new connection per request, so every request goes through the
@@ -13,11 +14,11 @@ summary line says which were lost, changed or never done."""
 import hashlib
 import http.client
 import json
+import multiprocessing
 import os
 import random
 import ssl
 import sys
-import threading
 import time
 import urllib.parse
 from typing import Any
@@ -43,10 +44,8 @@ STOP_FILE = os.environ.get("STOP_FILE", "/tmp/stop")
 
 CONTEXT = ssl.create_default_context()  # the environment's CA, in SSL_CERT_FILE
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-lock = threading.Lock()
-sent = [0]
-acknowledged: dict[int, str] = {}  # session id -> title the client wrote
-jobs: dict[int, str] = {}  # job id -> its input
+acknowledged: dict[int, str] = {}  # session id -> title a client wrote (gathered at the end)
+jobs: dict[int, str] = {}  # job id -> its input (gathered at the end)
 
 
 def call(method: str, path: str, body: dict[str, object] | None = None) -> tuple[int, Any]:
@@ -61,19 +60,22 @@ def call(method: str, path: str, body: dict[str, object] | None = None) -> tuple
         connection.close()
 
 
-def client(index: int, deadline: float) -> None:
+def client(index: int, deadline: float, results: "multiprocessing.Queue[Any]") -> None:
+    """One client process; its acknowledged writes and jobs go back through ``results``."""
     rng = random.Random(index)
     own: list[int] = []
+    mine: dict[int, str] = {}
+    my_jobs: dict[int, str] = {}
     sequence = 0
-    while time.monotonic() < deadline and not os.path.exists(STOP_FILE):
-        with lock:
-            if sent[0] >= MAX_REQUESTS:
-                return
-            sent[0] += 1
+    while (
+        time.monotonic() < deadline
+        and not os.path.exists(STOP_FILE)
+        and sequence < MAX_REQUESTS // CONCURRENCY
+    ):
         write = not own or rng.random() < WRITE_RATIO
+        job = write and rng.random() < JOB_RATIO
         started = time.time()
         title = f"{RUN}-{index}-{sequence}"
-        job = write and rng.random() < JOB_RATIO
         try:
             if job:
                 document = {"input": title, "iterations": JOB_ITERATIONS}
@@ -90,12 +92,10 @@ def client(index: int, deadline: float) -> None:
         except (OSError, http.client.HTTPException, ValueError) as failure:
             ok, body, detail = False, {}, f"{type(failure).__name__}: {failure}"
         if ok and job:
-            with lock:
-                jobs[body["id"]] = title
+            my_jobs[body["id"]] = title
         elif ok and write:
             own.append(body["id"])
-            with lock:
-                acknowledged[body["id"]] = title
+            mine[body["id"]] = title
         line = {
             "seq": sequence,
             "client": index,
@@ -103,13 +103,13 @@ def client(index: int, deadline: float) -> None:
             "op": "job" if job else "write" if write else "read",
             "ok": ok,
             "ms": round((time.time() - started) * 1000, 1),
-            "detail": detail,
+            "detail": detail[:200],
         }
-        with lock:  # one whole line at a time: the clients share stdout
-            sys.stdout.write(json.dumps(line) + "\n")
-            sys.stdout.flush()
+        # One write() of less than PIPE_BUF bytes: lines of several processes never mix.
+        os.write(1, (json.dumps(line) + "\n").encode())
         sequence += 1
         time.sleep(max(0.0, INTERVAL - (time.time() - started)))
+    results.put((sequence, mine, my_jobs))
 
 
 def read_back() -> list[int]:
@@ -161,20 +161,27 @@ def main() -> None:
     # Measure the engine, not the NetworkPolicy controller catching up with this pod.
     admitted_after = wait_admitted(BASE.geturl() + "/v1/sessions", TOKEN)
     started = time.monotonic()
-    threads = [
-        threading.Thread(target=client, args=(index, started + DURATION))
+    results: multiprocessing.Queue[Any] = multiprocessing.Queue()
+    processes = [
+        multiprocessing.Process(target=client, args=(index, started + DURATION, results))
         for index in range(CONCURRENCY)
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for process in processes:
+        process.start()
+    sent = 0
+    for _ in processes:  # read before joining: a full queue would block its writer
+        count, mine, my_jobs = results.get()
+        sent += count
+        acknowledged.update(mine)
+        jobs.update(my_jobs)
+    for process in processes:
+        process.join()
     time.sleep(SETTLE)
     lost = read_back()
     never_done, wrong = await_jobs()
     summary = {
         "done": True,
-        "requests": sent[0],
+        "requests": sent,
         "acknowledged_writes": len(acknowledged),
         "lost_writes": lost,
         "acknowledged_jobs": len(jobs),

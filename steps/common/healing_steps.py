@@ -25,8 +25,6 @@ from steps.support.report import RecordFigure
 
 log = logging.getLogger(__name__)
 
-CLIENTS = 4
-CLIENT_INTERVAL_S = 0.2  # per client: ~20 requests a second in all
 JOB_RATIO = 0.2  # of the writes
 ANSWERED_WITHIN_S = 180  # generous: the figure, and the scenario's own limit, say more
 
@@ -44,16 +42,32 @@ class NodeLoss:
 class FaultLog:
     healings: list[healing.Healing] = field(default_factory=list)
     node_loss: NodeLoss | None = None
-    summary: dict[str, Any] = field(default_factory=dict)
 
 
 @given(
-    "clients reading, writing and queueing jobs through the engine API",
+    parsers.parse(
+        "{count:d} clients reading, writing and queueing jobs through the engine API, "
+        "each at most every {interval:d} ms and waiting {timeout:d} s for an answer"
+    ),
     target_fixture="engine_clients",
 )
-def _(kube: Kube, environment: Environment, toolbox_image: str) -> EngineClients:
+def _(
+    kube: Kube,
+    environment: Environment,
+    toolbox_image: str,
+    count: int,
+    interval: int,
+    timeout: int,
+) -> EngineClients:
+    """Each request over a new connection, so each goes through the Service's routing."""
     return clients.start(
-        kube, environment, toolbox_image, CLIENTS, CLIENT_INTERVAL_S, job_ratio=JOB_RATIO
+        kube,
+        environment,
+        toolbox_image,
+        count,
+        interval / 1000,
+        job_ratio=JOB_RATIO,
+        timeout_s=timeout,
     )
 
 
@@ -114,7 +128,7 @@ def _(fault_log: FaultLog, seconds: int, record_figure: RecordFigure) -> None:
     slow = []
     for made in fault_log.healings:
         figures = made.seconds()
-        key = f"{made.workload}_{made.fault.replace(' ', '_')}"
+        key = made.key
         for name, value in figures.items():
             # Not observed: the moment fell between two polls (0.5 s apart).
             record_figure(f"{key}_seconds_{name}", "not observed" if value is None else value)
@@ -122,12 +136,6 @@ def _(fault_log: FaultLog, seconds: int, record_figure: RecordFigure) -> None:
         if total is None or total > seconds:
             slow.append(f"{key}: {figures}")
     assert not slow, f"healed too slowly (limit {seconds} s): {slow}"
-
-
-def stopped(kube: Kube, clients: EngineClients, fault_log: FaultLog) -> dict[str, Any]:
-    if not fault_log.summary:
-        fault_log.summary = clients.stop(kube)
-    return fault_log.summary
 
 
 @then(
@@ -151,7 +159,7 @@ def _(
     for made in serving:
         end = made.answered_at or time.time()
         failed = clients.failures_between(requests, made.injected_at, end)
-        record_figure(f"engine-api_{made.fault.replace(' ', '_')}_failed_requests", failed)
+        record_figure(f"{made.key}_failed_requests", failed)
     lost_to_deletion = sum(
         clients.failures_between(requests, m.injected_at, m.answered_at or time.time())
         for m in serving
@@ -189,7 +197,7 @@ def _(
     engine_clients_gap(requests, record_figure)
     late = []
     for made in fault_log.healings:
-        key = f"{made.workload}_{made.fault.replace(' ', '_')}"
+        key = made.key
         assert made.ready_at is not None and made.answered_at is not None
         failing = [r["t"] for r in requests if not r["ok"] and r["t"] >= made.injected_at]
         window = [t for t in failing if t <= made.answered_at]
@@ -208,10 +216,8 @@ def _(
 
 
 @then("every acknowledged write is readable and every accepted job is done, with its result")
-def _(
-    kube: Kube, engine_clients: EngineClients, fault_log: FaultLog, record_figure: RecordFigure
-) -> None:
-    summary = stopped(kube, engine_clients, fault_log)
+def _(kube: Kube, engine_clients: EngineClients, record_figure: RecordFigure) -> None:
+    summary = engine_clients.stop(kube)
     record_figure("acknowledged_writes", summary["acknowledged_writes"])
     record_figure("acknowledged_jobs", summary["acknowledged_jobs"])
     record_figure("lost_writes", len(summary["lost_writes"]))

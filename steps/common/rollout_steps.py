@@ -11,7 +11,8 @@ from pytest_bdd import given, parsers, then, when
 from deployer.lower.waiting import wait_until
 from steps.common.workload_steps import Traffic
 from steps.support import workloads
-from steps.support.environments import Environment, Environments, Rollout
+from steps.support.clients import EngineClients
+from steps.support.environments import Environment, Environments, Rollout, api_call
 from steps.support.kube import Kube, is_ready
 from steps.support.report import RecordFigure
 
@@ -19,6 +20,7 @@ API_SELECTOR = "app.kubernetes.io/name=engine-api"
 # Keep watching after the last rollout: old pods drain for several seconds after it "completes".
 OBSERVE_AFTER_ROLLOUT_S = 15.0
 MIN_REQUESTS_DURING_ROLLOUTS = 100  # below this, "zero failures" would say little
+INFO_ASKS = 8
 
 
 @given("a client pod sending requests to the engine API", target_fixture="traffic")
@@ -51,14 +53,14 @@ def _(kube: Kube, environment: Environment, toolbox_image: str) -> Traffic:
     return traffic
 
 
-@when("a new engine-api version is deployed", target_fixture="rollouts")
+@when("a new engine version is deployed", target_fixture="rollouts")
 def _(environments: Environments, environment: Environment) -> list[Rollout]:
     candidate = environments.build_candidate("candidate")
     assert candidate.api != environment.images.api, "the candidate has the current tag"
     return [environments.roll_out(environment, candidate)]
 
 
-@when("the previous engine-api version is deployed again")
+@when("the previous engine version is deployed again")
 def _(environments: Environments, environment: Environment, rollouts: list[Rollout]) -> None:
     rollouts.append(environments.roll_out(environment, environment.images))
 
@@ -72,17 +74,61 @@ def _(
     record_figure: RecordFigure,
 ) -> None:
     rollout = rollouts[-1]
-    wanted = kube.apps.read_namespaced_deployment("engine-api", environment.namespace).spec.replicas
-    pods = kube.core.list_namespaced_pod(environment.namespace, label_selector=API_SELECTOR).items
-    serving = [pod for pod in pods if pod.metadata.deletion_timestamp is None]
-    images = sorted({pod.spec.containers[0].image for pod in serving})
-    assert images == [rollout.images.api], f"pods run {images}, expected {rollout.images.api}"
-    ready = [pod.metadata.name for pod in serving if is_ready(pod)]
-    assert len(ready) == wanted, f"{len(ready)} of {wanted} engine-api pods Ready: {ready}"
+    for app, image in (
+        ("engine-api", rollout.images.api),
+        ("engine-worker", rollout.images.worker),
+    ):
+        wanted = kube.apps.read_namespaced_deployment(app, environment.namespace).spec.replicas
+        pods = kube.core.list_namespaced_pod(
+            environment.namespace, label_selector=f"app.kubernetes.io/name={app}"
+        ).items
+        serving = [pod for pod in pods if pod.metadata.deletion_timestamp is None]
+        images = sorted({pod.spec.containers[0].image for pod in serving})
+        assert images == [image], f"{app} pods run {images}, expected {image}"
+        ready = [pod.metadata.name for pod in serving if is_ready(pod)]
+        assert len(ready) == wanted, f"{len(ready)} of {wanted} {app} pods Ready: {ready}"
     record_figure(f"seconds_to_roll_out_{which}_version", rollout.seconds)
 
 
-@then("no request failed during either rollout")
+@then(parsers.parse("the engine API says it runs the {which} version"))
+def _(kube: Kube, environment: Environment, rollouts: list[Rollout], which: str) -> None:
+    """Asked through the Service several times: once rolled out, no pod may answer otherwise."""
+    wanted = rollouts[-1].images.revision
+    reader = environment.token("reader")
+    answers = [api_call(kube, environment, "GET", "/info", reader) for _ in range(INFO_ASKS)]
+    revisions = [a.body["config"]["revision"] if a.status == 200 else a for a in answers]
+    assert all(r == wanted for r in revisions), f"/info answered {revisions}, expected {wanted}"
+
+
+@then(parsers.parse("none of at least {count:d} requests failed during either rollout"))
+def _(
+    kube: Kube,
+    engine_clients: EngineClients,
+    rollouts: list[Rollout],
+    count: int,
+    record_figure: RecordFigure,
+) -> None:
+    window_start = rollouts[0].started
+    window_end = rollouts[-1].finished + OBSERVE_AFTER_ROLLOUT_S
+    engine_clients.answered_since(kube, window_end, timeout=90)  # observed past the window
+    logged = engine_clients.requests(kube)
+    during = [r for r in logged if window_start <= r["t"] <= window_end]
+    failed = [r for r in during if not r["ok"]]
+    record_figure("requests_during_rollouts", len(during))
+    record_figure(
+        "requests_per_second_during_rollouts",
+        round(len(during) / max(window_end - window_start, 1.0), 1),
+    )
+    record_figure("writes_during_rollouts", sum(1 for r in during if r["op"] != "read"))
+    record_figure("failed_requests_during_rollouts", len(failed))
+    record_figure("slowest_request_during_rollouts_ms", max((r["ms"] for r in during), default=0))
+    assert not failed, (
+        f"{len(failed)} of {len(during)} requests failed during the rollouts: "
+        f"{[(r['op'], r['detail']) for r in failed[:5]]}"
+    )
+    assert len(during) >= count, f"only {len(during)} requests were sent during the rollouts"
+
+
 @then("no request failed while the certificates were rolled in")
 def _(kube: Kube, traffic: Traffic, rollouts: list[Rollout], record_figure: RecordFigure) -> None:
     window_start = rollouts[0].started
@@ -101,6 +147,10 @@ def _(kube: Kube, traffic: Traffic, rollouts: list[Rollout], record_figure: Reco
     during = [r for r in logged if window_start <= r["t"] <= window_end]
     failed = [r for r in during if not r["ok"]]
     record_figure("requests_during_rollouts", len(during))
+    record_figure(
+        "requests_per_second_during_rollouts",
+        round(len(during) / max(window_end - window_start, 1.0), 1),
+    )
     record_figure("failed_requests_during_rollouts", len(failed))
     slowest = max((r["ms"] for r in during), default=0.0)
     record_figure("slowest_request_during_rollouts_ms", slowest)

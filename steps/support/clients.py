@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from deployer.lower.waiting import wait_until
@@ -18,13 +18,13 @@ from steps.support.environments import Environment
 from steps.support.kube import Kube
 
 MAX_RUN_S = 900  # the pod's own deadline: a scenario that forgets to stop it leaves nothing
-TIMEOUT_S = 3
 
 
-@dataclass(frozen=True)
+@dataclass
 class EngineClients:
     namespace: str
     pod: str
+    summary: dict[str, Any] = field(default_factory=dict)
 
     def requests(self, kube: Kube) -> list[dict[str, Any]]:
         """Every request logged so far (one JSON line each)."""
@@ -45,9 +45,11 @@ class EngineClients:
 
     def stop(self, kube: Kube, settle_timeout: float = 300) -> dict[str, Any]:
         """Stop sending; return the summary once writes are read back and jobs are done."""
-        code, output = kube.exec(self.namespace, self.pod, ["touch", "/tmp/stop"])
-        assert code == 0, f"could not stop the clients: {output}"
-        return kube.summary_of(self.namespace, self.pod, timeout=settle_timeout)
+        if not self.summary:
+            code, output = kube.exec(self.namespace, self.pod, ["touch", "/tmp/stop"])
+            assert code == 0, f"could not stop the clients: {output}"
+            self.summary = kube.summary_of(self.namespace, self.pod, timeout=settle_timeout)
+        return self.summary
 
 
 def start(
@@ -58,6 +60,7 @@ def start(
     interval_s: float,
     job_ratio: float = 0.0,
     max_requests: int = 1_000_000,
+    timeout_s: float = 3,
 ) -> EngineClients:
     """Start the clients and wait for their first acknowledged request (the control)."""
     name = f"clients-{uuid.uuid4().hex[:6]}"
@@ -73,7 +76,7 @@ def start(
         "SETTLE": "2",
         # A client gives up on a hung server like a real one would; the hung pod's
         # share of the requests fail instead of stalling every client for long.
-        "TIMEOUT": str(TIMEOUT_S),
+        "TIMEOUT": str(timeout_s),
     }
     pod = workloads.script_pod(name, "engine_client.py", env, image, deadline_s=MAX_RUN_S)
     # Off the workers where it can: the clients must outlive the node a scenario powers off.

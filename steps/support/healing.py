@@ -47,6 +47,11 @@ class Healing:
     full_capacity_at: float | None = None
     answered_at: float | None = None  # the engine's clients got a good answer again
 
+    @property
+    def key(self) -> str:
+        """The prefix of this fault's figures in the report."""
+        return f"{self.workload}_{self.fault.replace(' ', '_')}"
+
     def seconds(self) -> dict[str, float | None]:
         def since(moment: float | None) -> float | None:
             return None if moment is None else round(moment - self.injected_at, 1)

@@ -27,7 +27,8 @@ NOT_IMPLEMENTED = "not implemented"
 NOT_APPLICABLE = "not applicable"
 
 # Worst status wins when a criterion has several scenarios.
-SEVERITY = ["failed", "skipped", "not_implemented", "not_applicable", "passed"]
+# not_run: the criterion has scenarios, but this run deselected them (-k, -m).
+SEVERITY = ["failed", "skipped", "not_implemented", "not_applicable", "not_run", "passed"]
 
 
 RecordFigure = Callable[[str, float | int | str], None]
@@ -60,6 +61,7 @@ class ReportState:
     results: dict[str, ScenarioResult] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     session: dict[str, Any] = field(default_factory=dict)
+    deselected: set[str] = field(default_factory=set)  # criteria of deselected scenarios
 
 
 STATE_KEY = pytest.StashKey[ReportState]()
@@ -154,12 +156,22 @@ def pytest_runtest_makereport(
         )
 
 
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    for item in items:
+        state = _state(item.config)
+        if state is not None:
+            state.deselected.update(
+                m.name for m in item.iter_markers() if REQUIREMENT_MARK.match(m.name)
+            )
+
+
 def coverage(state: ReportState) -> dict[str, dict[str, Any]]:
     """One entry per criterion: worst scenario status, its scenarios, merged figures."""
     table: dict[str, dict[str, Any]] = {}
     for requirement in REQUIREMENT_IDS:
         scenarios = [r for r in state.results.values() if requirement in r.requirements]
-        statuses = [r.status for r in scenarios] or ["not_implemented"]
+        unrun = "not_run" if requirement in state.deselected else "not_implemented"
+        statuses = [r.status for r in scenarios] or [unrun]
         status = min(statuses, key=SEVERITY.index)
         figures: dict[str, Any] = {}
         for scenario in scenarios:
@@ -221,6 +233,7 @@ STATUS_COLOURS = {
     "failed": "#cf222e",
     "not_implemented": "#9a6700",
     "not_applicable": "#57606a",
+    "not_run": "#57606a",
     "skipped": "#57606a",
 }
 
