@@ -7,7 +7,7 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
     And a fresh namespace
     And the "dev" environment is deployed
     Then every engine container runs as a non-root user with a read-only root file system
-    And no engine image contains a shell or a package manager
+    And neither the engine-api nor the engine-worker image holds a shell, a package manager or a second interpreter
     And every engine container declares CPU and memory requests and limits
     And the engine-api image is at most 100 MB
     And every engine image carries an SBOM
