@@ -1,0 +1,37 @@
+"""The negative controls stay applicable to this checkout, and their verdicts are honest."""
+
+from pathlib import Path
+
+import pytest
+
+from controls.run import ROOT, Control, load, verdict
+
+
+@pytest.mark.parametrize("control", load(), ids=lambda c: c.name)
+def test_every_control_still_finds_what_it_takes_away(control: Control) -> None:
+    for file, old, new in control.edits:
+        assert old in (ROOT / file).read_text(), f"{file} no longer holds {old!r}"
+        assert old != new
+
+
+def junit(tmp_path: Path, *cases: str) -> Path:
+    path = tmp_path / "junit.xml"
+    path.write_text(f"<testsuites><testsuite>{''.join(cases)}</testsuite></testsuites>")
+    return path
+
+
+def test_a_failed_scenario_is_a_detection(tmp_path: Path) -> None:
+    report = junit(tmp_path, '<testcase name="a"><failure message="x"/></testcase>')
+    assert verdict(report) == ("detected", ["a"])
+
+
+def test_a_passing_scenario_is_a_miss(tmp_path: Path) -> None:
+    assert verdict(junit(tmp_path, '<testcase name="a"/>'))[0] == "MISSED"
+
+
+def test_a_setup_error_or_nothing_run_proves_nothing(tmp_path: Path) -> None:
+    assert verdict(junit(tmp_path, '<testcase name="a"><error message="x"/></testcase>'))[0] == (
+        "broken"
+    )
+    assert verdict(junit(tmp_path, '<testcase name="a"><skipped/></testcase>'))[0] == "broken"
+    assert verdict(tmp_path / "missing.xml")[0] == "broken"
