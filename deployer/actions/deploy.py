@@ -209,6 +209,14 @@ def rotate_certificates(target: Target, environment: str) -> CertificateRotation
     wait_for_rollout(target, namespace, ENGINE_DEPLOYMENTS)
     rolled = time.monotonic() - started
 
+    # Any change to the pod makes its kubelet sync it now, mounted Secrets included,
+    # instead of at its next periodic sync (up to a minute and more away).
+    client.CoreV1Api(api).patch_namespaced_pod(
+        POSTGRES_POD,
+        namespace,
+        {"metadata": {"annotations": {"ce.io/tls-issued": str(time.time())}}},
+    )
+
     def postgres_sees_new_certificate() -> bool:
         _, mounted, _ = pod_exec(
             api, namespace, POSTGRES_POD, ["cat", POSTGRES_CERT], container=POSTGRES_CONTAINER
@@ -354,6 +362,22 @@ def wait_for_rollout(
         )
 
 
+def load_images(target: Target, images: EngineImages) -> None:
+    """Put the images on a kind cluster's nodes (kind skips those already there); a real
+    cluster pulls them from its registry instead."""
+    if target.kind is None or target.kind_cluster is None:
+        return
+    # Only where the engine can run: the control plane is tainted against it.
+    workers = [
+        node
+        for node in target.kind.nodes(target.kind_cluster)
+        if not node.endswith("-control-plane")
+    ]
+    target.kind.load_images(
+        target.kind_cluster, [images.api, images.worker, images.postgres], workers
+    )
+
+
 def deploy(
     paths: Paths, environment: str, target: Target, images: EngineImages | None = None
 ) -> EngineImages:
@@ -366,16 +390,7 @@ def deploy(
     log.info("==> Deploying %s", environment)
     if images is None:
         images = build_engine_images(paths, ensure_engine(paths))
-    if target.kind is not None and target.kind_cluster is not None:
-        # Only where the engine can run: the control plane is tainted against it.
-        workers = [
-            node
-            for node in target.kind.nodes(target.kind_cluster)
-            if not node.endswith("-control-plane")
-        ]
-        target.kind.load_images(
-            target.kind_cluster, [images.api, images.worker, images.postgres], workers
-        )
+    load_images(target, images)
     documents = render(paths, target.kubectl, environment, images)
     namespaces = [doc for doc in documents if doc["kind"] == "Namespace"]
     apply(target, namespaces)

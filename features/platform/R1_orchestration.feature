@@ -66,8 +66,9 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
   @R1.4 @resilience
   Scenario: A new version rolls out, and back, under 8 reading and writing clients with zero failed requests
     Given the "staging" environment is deployed
+    And a new engine version is built and on the nodes
     And 8 clients reading, writing and queueing jobs through the engine API, each at most every 50 ms and waiting 10 s for an answer
-    When a new engine version is deployed
+    When the new engine version is deployed
     Then the rollout completes with every pod on the new version
     And the engine API says it runs the new version
     When the previous engine version is deployed again

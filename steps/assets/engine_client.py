@@ -15,6 +15,7 @@ import hashlib
 import http.client
 import json
 import multiprocessing
+import multiprocessing.pool
 import os
 import random
 import ssl
@@ -112,22 +113,24 @@ def client(index: int, deadline: float, results: "multiprocessing.Queue[Any]") -
     results.put((sequence, mine, my_jobs))
 
 
-def read_back() -> list[int]:
+def session_intact(item: tuple[int, str]) -> bool:
+    """Is this acknowledged session there with the title written? (Asked up to 3 times.)"""
+    session_id, title = item
+    for attempt in range(3):
+        try:
+            status, body = call("GET", f"/v1/sessions/{session_id}")
+        except (OSError, http.client.HTTPException, ValueError):
+            time.sleep(1 + attempt)
+            continue
+        return bool(status == 200 and body.get("title") == title)
+    return False
+
+
+def read_back(pool: "multiprocessing.pool.Pool") -> list[int]:
     """Every acknowledged session, read again: the ids that are missing or changed."""
-    lost = []
-    for session_id, title in sorted(acknowledged.items()):
-        for attempt in range(3):
-            try:
-                status, body = call("GET", f"/v1/sessions/{session_id}")
-            except (OSError, http.client.HTTPException, ValueError):
-                time.sleep(1 + attempt)
-                continue
-            if status != 200 or body.get("title") != title:
-                lost.append(session_id)
-            break
-        else:
-            lost.append(session_id)
-    return lost
+    items = sorted(acknowledged.items())
+    intact = pool.map(session_intact, items, chunksize=8)
+    return [session_id for (session_id, _), ok in zip(items, intact, strict=True) if not ok]
 
 
 def reflect(text: str) -> str:
@@ -138,23 +141,32 @@ def reflect(text: str) -> str:
     return digest.hex()
 
 
-def await_jobs() -> tuple[list[int], list[int]]:
+def job_state(item: tuple[int, str]) -> str:
+    """'pending', 'done' (with the right result) or 'wrong'."""
+    job_id, text = item
+    try:
+        status, body = call("GET", f"/v1/jobs/{job_id}")
+    except (OSError, http.client.HTTPException, ValueError):
+        return "pending"
+    if status != 200 or body.get("status") not in ("done", "failed"):
+        return "pending"
+    good = body.get("status") == "done" and body.get("result") == reflect(text)
+    return "done" if good else "wrong"
+
+
+def await_jobs(pool: "multiprocessing.pool.Pool") -> tuple[list[int], list[int]]:
     """Poll every acknowledged job until done: (never done, done with a wrong result)."""
-    pending, wrong = dict(jobs), []
+    pending, wrong = sorted(jobs.items()), []
     deadline = time.monotonic() + JOBS_DONE_WITHIN
     while pending and time.monotonic() < deadline:
-        for job_id, text in list(pending.items()):
-            try:
-                status, body = call("GET", f"/v1/jobs/{job_id}")
-            except (OSError, http.client.HTTPException, ValueError):
-                continue
-            if status == 200 and body.get("status") in ("done", "failed"):
-                del pending[job_id]
-                if body.get("status") != "done" or body.get("result") != reflect(text):
-                    wrong.append(job_id)
+        states = pool.map(job_state, pending, chunksize=8)
+        wrong += [
+            job_id for (job_id, _), state in zip(pending, states, strict=True) if state == "wrong"
+        ]
+        pending = [item for item, state in zip(pending, states, strict=True) if state == "pending"]
         if pending:
             time.sleep(1)
-    return sorted(pending), wrong
+    return sorted(job_id for job_id, _ in pending), sorted(wrong)
 
 
 def main() -> None:
@@ -177,8 +189,9 @@ def main() -> None:
     for process in processes:
         process.join()
     time.sleep(SETTLE)
-    lost = read_back()
-    never_done, wrong = await_jobs()
+    with multiprocessing.Pool(CONCURRENCY) as pool:  # the checks are TLS-bound too
+        lost = read_back(pool)
+        never_done, wrong = await_jobs(pool)
     summary = {
         "done": True,
         "requests": sent,

@@ -8,6 +8,7 @@ from typing import Any
 
 from pytest_bdd import given, parsers, then, when
 
+from deployer.actions.engine_images import EngineImages
 from deployer.lower.waiting import wait_until
 from steps.common.workload_steps import Traffic
 from steps.support import workloads
@@ -53,10 +54,18 @@ def _(kube: Kube, environment: Environment, toolbox_image: str) -> Traffic:
     return traffic
 
 
-@when("a new engine version is deployed", target_fixture="rollouts")
-def _(environments: Environments, environment: Environment) -> list[Rollout]:
+@given("a new engine version is built and on the nodes", target_fixture="candidate")
+def _(environments: Environments, environment: Environment) -> EngineImages:
+    """Before the clients start: building and loading it is not part of the rollout."""
     candidate = environments.build_candidate("candidate")
     assert candidate.api != environment.images.api, "the candidate has the current tag"
+    return candidate
+
+
+@when("the new engine version is deployed", target_fixture="rollouts")
+def _(
+    environments: Environments, environment: Environment, candidate: EngineImages
+) -> list[Rollout]:
     return [environments.roll_out(environment, candidate)]
 
 

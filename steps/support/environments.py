@@ -122,11 +122,14 @@ class Environments:
         return self.deployed[name]
 
     def build_candidate(self, label: str) -> EngineImages:
-        """A new engine version beside the current one: same code, its own revision and tag."""
+        """A new engine version beside the current one: same code, its own revision and
+        tag; already on the nodes, so that a rollout's time is the rollout's."""
         current = self.session_images().revision
-        return engine_images.build_engine_images(
+        candidate = engine_images.build_engine_images(
             self.paths, ensure_engine(self.paths), rev=f"{current}-{label}"
         )
+        deploy_action.load_images(self.target, candidate)
+        return candidate
 
     def roll_out(self, environment: Environment, images: EngineImages) -> Rollout:
         """Deploy ``images`` to an environment already up; time it until the rollout is done."""
