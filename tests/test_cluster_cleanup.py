@@ -56,7 +56,7 @@ def test_failure_after_create_deletes_the_cluster(
     def never_ready(_handle: cluster.ClusterHandle, expected_nodes: int) -> None:
         raise CommandError(["wait"], "timed out after 1s")
 
-    monkeypatch.setattr(cluster, "wait_for_cluster", never_ready)
+    monkeypatch.setattr(cluster, "wait_for_nodes", never_ready)
     with pytest.raises(ClusterError, match="did not come up"):
         cluster.up(paths, cluster.ClusterRequest(name="t1"))
     assert kind.deleted == ["t1"]

@@ -143,8 +143,12 @@ def up(paths: Paths, request: ClusterRequest) -> ClusterHandle:
             request.name, built.node_image, config_path, kubeconfig, retain=request.keep_on_failure
         )
         install_addons(paths, handle)
-        wait_for_cluster(handle, expected_nodes=1 + request.workers)
-        monitoring.apply(paths, kubeconfig, built.kubectl)
+        wait_for_nodes(handle, expected_nodes=1 + request.workers)
+        # The monitoring plane starts while the system workloads settle; both are awaited.
+        monitoring_started = time.monotonic()
+        monitoring.install(paths, kubeconfig, built.kubectl)
+        wait_for_system_workloads(handle)
+        monitoring.wait_ready(kubeconfig, built.kubectl, monitoring_started)
     except (DeployerError, WaitTimeout, KeyboardInterrupt) as error:
         if request.keep_on_failure:
             log.error("cluster %r kept for inspection (--keep-on-failure)", request.name)
@@ -184,8 +188,7 @@ def install_addons(paths: Paths, handle: ClusterHandle) -> None:
         )
 
 
-def wait_for_cluster(handle: ClusterHandle, expected_nodes: int) -> None:
-    """Nodes Ready, then every system workload available (CNI, DNS, storage, metrics)."""
+def wait_for_nodes(handle: ClusterHandle, expected_nodes: int) -> None:
     api = api_client(handle.kubeconfig)
 
     def nodes_ready() -> bool:
@@ -196,6 +199,11 @@ def wait_for_cluster(handle: ClusterHandle, expected_nodes: int) -> None:
         nodes_ready, timeout=READY_TIMEOUT, interval=2, describe=f"{expected_nodes} Ready nodes"
     )
     log.info("   %d nodes Ready after %.0fs", expected_nodes, seconds)
+
+
+def wait_for_system_workloads(handle: ClusterHandle) -> None:
+    """Every system workload available (CNI, DNS, storage, metrics)."""
+    api = api_client(handle.kubeconfig)
     for namespace in ("kube-system", "local-path-storage"):
 
         def available(ns: str = namespace) -> bool:

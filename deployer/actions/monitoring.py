@@ -68,6 +68,12 @@ def render(paths: Paths, kubectl: Path) -> str:
 def apply(paths: Paths, kubeconfig: Path, kubectl: Path) -> float:
     """Apply infra/monitoring and wait until every component is ready; return seconds."""
     started = time.monotonic()
+    install(paths, kubeconfig, kubectl)
+    return wait_ready(kubeconfig, kubectl, started)
+
+
+def install(paths: Paths, kubeconfig: Path, kubectl: Path) -> None:
+    """Apply infra/monitoring without waiting (a new cluster settles meanwhile)."""
     log.info("==> Monitoring: Prometheus, Alertmanager, exporters, VictoriaLogs, vlagent")
     rendered = render(paths, kubectl)
     documents = [doc for doc in yaml.safe_load_all(rendered) if doc]
@@ -86,10 +92,16 @@ def apply(paths: Paths, kubeconfig: Path, kubectl: Path) -> float:
     ensure_ca_slots(api)
     replace_services_changing_cluster_ip(api, [d for d in documents if d["kind"] == "Service"])
     server_side_apply([d for d in documents if d["kind"] != "Namespace"], "infra/monitoring")
+
+
+def wait_ready(kubeconfig: Path, kubectl: Path, started: float) -> float:
+    """Every monitoring workload rolled out; seconds since ``started``."""
     for workload in WORKLOADS:
         proc.run(
             [
-                *kube,
+                kubectl,
+                "--kubeconfig",
+                kubeconfig,
                 "-n",
                 NAMESPACE,
                 "rollout",
