@@ -117,20 +117,10 @@ def _(
     count: int,
     record_figure: RecordFigure,
 ) -> None:
-    window_start = rollouts[0].started
     window_end = rollouts[-1].finished + OBSERVE_AFTER_ROLLOUT_S
     engine_clients.answered_since(kube, window_end, timeout=90)  # observed past the window
-    logged = engine_clients.requests(kube)
-    during = [r for r in logged if window_start <= r["t"] <= window_end]
-    failed = [r for r in during if not r["ok"]]
-    record_figure("requests_during_rollouts", len(during))
-    record_figure(
-        "requests_per_second_during_rollouts",
-        round(len(during) / max(window_end - window_start, 1.0), 1),
-    )
+    during, failed = within_rollouts(engine_clients.requests(kube), rollouts, record_figure)
     record_figure("writes_during_rollouts", sum(1 for r in during if r["op"] != "read"))
-    record_figure("failed_requests_during_rollouts", len(failed))
-    record_figure("slowest_request_during_rollouts_ms", max((r["ms"] for r in during), default=0))
     assert not failed, (
         f"{len(failed)} of {len(during)} requests failed during the rollouts: "
         f"{[(r['op'], r['detail']) for r in failed[:5]]}"
@@ -138,9 +128,27 @@ def _(
     assert len(during) >= count, f"only {len(during)} requests were sent during the rollouts"
 
 
+def within_rollouts(
+    logged: list[dict[str, Any]], rollouts: list[Rollout], record_figure: RecordFigure
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The requests sent from the first rollout's start until the old pods have drained
+    after the last, and those of them that failed; their figures go in the report."""
+    window_start = rollouts[0].started
+    window_end = rollouts[-1].finished + OBSERVE_AFTER_ROLLOUT_S
+    during = [r for r in logged if window_start <= r["t"] <= window_end]
+    failed = [r for r in during if not r["ok"]]
+    record_figure("requests_during_rollouts", len(during))
+    record_figure(
+        "requests_per_second_during_rollouts",
+        round(len(during) / max(window_end - window_start, 1.0), 1),
+    )
+    record_figure("failed_requests_during_rollouts", len(failed))
+    record_figure("slowest_request_during_rollouts_ms", max((r["ms"] for r in during), default=0))
+    return during, failed
+
+
 @then("no request failed while the certificates were rolled in")
 def _(kube: Kube, traffic: Traffic, rollouts: list[Rollout], record_figure: RecordFigure) -> None:
-    window_start = rollouts[0].started
     window_end = rollouts[-1].finished + OBSERVE_AFTER_ROLLOUT_S
 
     def observed_past_window() -> list[dict[str, Any]]:
@@ -153,16 +161,7 @@ def _(kube: Kube, traffic: Traffic, rollouts: list[Rollout], record_figure: Reco
         interval=2,
         describe="the client to log requests past the end of the rollouts",
     )
-    during = [r for r in logged if window_start <= r["t"] <= window_end]
-    failed = [r for r in during if not r["ok"]]
-    record_figure("requests_during_rollouts", len(during))
-    record_figure(
-        "requests_per_second_during_rollouts",
-        round(len(during) / max(window_end - window_start, 1.0), 1),
-    )
-    record_figure("failed_requests_during_rollouts", len(failed))
-    slowest = max((r["ms"] for r in during), default=0.0)
-    record_figure("slowest_request_during_rollouts_ms", slowest)
+    during, failed = within_rollouts(logged, rollouts, record_figure)
     assert len(during) >= MIN_REQUESTS_DURING_ROLLOUTS, (
         f"only {len(during)} requests were sent during the rollouts"
     )
