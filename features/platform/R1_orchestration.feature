@@ -74,7 +74,7 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
     When the previous engine version is deployed again
     Then the rollout completes with every pod on the previous version
     And the engine API says it runs the previous version
-    And none of at least 2000 requests failed during either rollout
+    And none of at least 1000 requests failed during either rollout
     And every acknowledged write is readable and every accepted job is done, with its result
 
   @R1.5 @observability
