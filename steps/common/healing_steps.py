@@ -155,16 +155,13 @@ def _(
     gap = engine_clients_gap(requests, record_figure)
     # Only engine-api serves the clients; the worker's faults run alongside, so a failure
     # in their windows is engine-api's, and counting it twice would mislead.
-    serving = [m for m in fault_log.healings if m.workload == "engine-api"]
-    for made in serving:
-        end = made.answered_at or time.time()
-        failed = clients.failures_between(requests, made.injected_at, end)
+    lost_to_deletion = 0
+    for made in (m for m in fault_log.healings if m.workload == "engine-api"):
+        assert made.answered_at is not None  # every fault's lane waits for it
+        failed = clients.failures_between(requests, made.injected_at, made.answered_at)
         record_figure(f"{made.key}_failed_requests", failed)
-    lost_to_deletion = sum(
-        clients.failures_between(requests, m.injected_at, m.answered_at or time.time())
-        for m in serving
-        if m.fault == "pod deleted"
-    )
+        if made.fault == "pod deleted":
+            lost_to_deletion += failed
     assert gap <= seconds, f"the engine API answered nothing for {gap:.1f} s (limit {seconds} s)"
     assert lost_to_deletion == 0, (
         f"{lost_to_deletion} requests failed while pods were deleted: "
