@@ -176,6 +176,13 @@ def go_programs(paths: Paths, versions: Versions) -> dict[str, GoProgram]:
                 ("vlagent", "github.com/VictoriaMetrics/VictoriaLogs/app/vlagent"),
             ),
         ),
+        # The delivery pipeline: act runs .github/workflows/ here; actionlint checks them.
+        GoProgram("act", paths.pipeline_tools / "act", (("act", "github.com/nektos/act"),)),
+        GoProgram(
+            "actionlint",
+            paths.pipeline_tools / "actionlint",
+            (("actionlint", "github.com/rhysd/actionlint/cmd/actionlint"),),
+        ),
     ]
     return {program.name: program for program in programs}
 

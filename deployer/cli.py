@@ -9,12 +9,22 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 from rich.console import Console
 from rich.logging import RichHandler
 
-from deployer.actions import capacity, cluster, cluster_security, deploy, monitoring, top
+from deployer.actions import (
+    capacity,
+    cluster,
+    cluster_security,
+    deploy,
+    monitoring,
+    pipeline,
+    release,
+    top,
+)
 from deployer.actions.build import build_all
 from deployer.actions.engine import ensure_engine
 from deployer.actions.engine_images import build_engine_images, image_refs
@@ -90,6 +100,7 @@ def parser() -> argparse.ArgumentParser:
     capacity_cmd.add_argument("--cluster", default="ce")
     capacity_cmd.add_argument("--hours", type=float, default=24 * 30)
     capacity_cmd.add_argument("--out", type=Path, default=Path("capacity-report"))
+    add_pipeline_commands(commands)
     cluster_cmd = commands.add_parser("cluster", help="ephemeral kind cluster lifecycle")
     verbs = cluster_cmd.add_subparsers(dest="verb", required=True)
     up = verbs.add_parser("up", help="create a cluster (1 control plane + N workers)")
@@ -105,6 +116,74 @@ def parser() -> argparse.ArgumentParser:
         "rotate-key", help="rotate the key that encrypts Secrets in etcd and re-encrypt them all"
     ).add_argument("--name", default="ce")
     return top
+
+
+def add_pipeline_commands(commands: Any) -> None:
+    """``pipeline …`` (the delivery pipeline's remote, runner and stages) and ``promote``."""
+    promote_cmd = commands.add_parser(
+        "promote", help="deploy the release staging validated to production (one command)"
+    )
+    promote_cmd.add_argument("--to", required=True, help="target environment (production)")
+    promote_cmd.add_argument("--from", dest="source", default="staging")
+    promote_cmd.add_argument("--revision", help="a validated release (default: what --from runs)")
+    promote_cmd.add_argument("--cluster", default="ce")
+    commands.add_parser("actionlint", help="lint .github/workflows with actionlint (built here)")
+
+    pipe = commands.add_parser("pipeline", help="the delivery pipeline (git remote + act)")
+    verbs = pipe.add_subparsers(dest="verb", required=True)
+    remote = verbs.add_parser("remote", help="create this machine's git remote whose pushes run CI")
+    remote.add_argument(
+        "--home", type=Path, default=None, help="folder for remote, runs, workspace"
+    )
+    remote.add_argument("--source", type=Path, default=Path("."), help="repository to seed it from")
+    remote.add_argument("--cluster", default="ce", help="kind cluster the pipeline deploys to")
+    trigger = verbs.add_parser("trigger", help="(the remote's hook) queue a run for a pushed ref")
+    run = verbs.add_parser("run", help="(the runner) run the workflow for a queued run")
+    status = verbs.add_parser("status", help="recent runs: commit, stages, results, times, image")
+    for verb in (trigger, run, status):
+        verb.add_argument("--home", type=Path, default=None)
+    for name in ("before", "after", "ref"):
+        trigger.add_argument(f"--{name}", required=True)
+    run.add_argument("--id", required=True)
+    status.add_argument("--limit", type=int, default=10)
+    verbs.add_parser("test", help="(workflow step) the fast tests")
+    verbs.add_parser("build", help="(workflow step) this commit's images, SBOM, IDs")
+    for verb in ("deploy", "validate"):
+        step = verbs.add_parser(verb, help=f"(workflow step) {verb} this commit's release")
+        step.add_argument("--env", required=True)
+        step.add_argument("--cluster", default="ce")
+
+
+def target_for(paths: Paths, cluster_name: str) -> deploy.Target:
+    handle = cluster.existing(paths, cluster_name)
+    return deploy.Target(handle.kubeconfig, handle.kubectl, handle.kind, handle.name)
+
+
+def run_pipeline(args: argparse.Namespace, paths: Paths) -> int:
+    home = getattr(args, "home", None) or paths.pipeline_home
+    if args.verb == "remote":
+        remote = pipeline.create_remote(paths, home, args.source.resolve(), args.cluster)
+        print(remote)
+    elif args.verb == "trigger":
+        pipeline.trigger(paths, home, args.before, args.after, args.ref)
+    elif args.verb == "run":
+        return pipeline.run(paths, home, args.id)
+    elif args.verb == "status":
+        for line in pipeline.format_status(pipeline.runs(home, args.limit)):
+            print(line)
+    elif args.verb == "test":
+        pipeline.stage_test(paths)
+    elif args.verb == "build":
+        images = release.stage_build(paths)
+        print(images.api)
+    else:
+        deploy.check_environment(args.env)
+        target = target_for(paths, args.cluster)
+        if args.verb == "deploy":
+            release.stage_deploy(paths, args.env, target)
+        else:
+            release.stage_validate(paths, args.env, target)
+    return 0
 
 
 def interrupt(signum: int, frame: object) -> None:
@@ -166,13 +245,22 @@ def dispatch(args: argparse.Namespace, paths: Paths) -> int:
         print(monitoring.render(paths, kubectl))
     elif args.command == "deploy":
         deploy.check_environment(args.env)
-        handle = cluster.existing(paths, args.cluster)
-        target = deploy.Target(handle.kubeconfig, handle.kubectl, handle.kind, handle.name)
-        deploy.deploy(paths, args.env, target)
+        deploy.deploy(paths, args.env, target_for(paths, args.cluster))
+    elif args.command == "pipeline":
+        return run_pipeline(args, paths)
+    elif args.command == "promote":
+        promotion = release.promote(
+            paths, target_for(paths, args.cluster), args.to, args.source, args.revision
+        )
+        print(
+            f"{promotion.target} runs {promotion.revision} (from {promotion.source}), "
+            f"promoted by {promotion.who} in {promotion.seconds:.0f}s"
+        )
+    elif args.command == "actionlint":
+        return pipeline.actionlint(paths)
     elif args.command == "rotate-certs":
         deploy.check_environment(args.env)
-        handle = cluster.existing(paths, args.cluster)
-        target = deploy.Target(handle.kubeconfig, handle.kubectl, handle.kind, handle.name)
+        target = target_for(paths, args.cluster)
         certificates_rolled = deploy.rotate_certificates(target, args.env)
         log.info(
             "engine rolled in %.0fs; Postgres reloaded after %.0fs",

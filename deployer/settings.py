@@ -65,6 +65,16 @@ class Paths:
     def clusters(self) -> Path:
         return self.cache / "clusters"
 
+    @property
+    def pipeline_tools(self) -> Path:
+        """Go modules of the delivery pipeline's tools (act, actionlint)."""
+        return self.repo / "infra" / "pipeline"
+
+    @property
+    def pipeline_home(self) -> Path:
+        """This machine's git remote, runner workspace and run records."""
+        return self.cache / "pipeline"
+
 
 @dataclass(frozen=True)
 class DebianPins:

@@ -269,10 +269,18 @@ def _needs_reissue(stored: dict[str, str], ca: certificates.Issued, namespace: s
 
 def read_ca(target: Target, environment: str) -> str:
     """The environment's CA certificate (PEM), as issued by ensure_tls."""
-    secret = client.CoreV1Api(api_client(target.kubeconfig)).read_namespaced_secret(
-        CA_SECRET, namespace_for(environment)
-    )
+    return read_ca_pem(api_client(target.kubeconfig), environment)
+
+
+def read_ca_pem(api: client.ApiClient, environment: str) -> str:
+    secret = client.CoreV1Api(api).read_namespaced_secret(CA_SECRET, namespace_for(environment))
     return base64.b64decode(secret.data["ca.crt"]).decode()
+
+
+def jwt_key(api: client.ApiClient, environment: str) -> str:
+    """The key the environment's engine checks bearer tokens with (its Secret)."""
+    secret = client.CoreV1Api(api).read_namespaced_secret(SECRET_NAME, namespace_for(environment))
+    return base64.b64decode(secret.data["jwt-key"]).decode()
 
 
 def _secret(name: str, data: dict[str, str]) -> client.V1Secret:

@@ -37,6 +37,7 @@ class EngineImages:
     revision: str = ""
     rebuilt: list[str] = field(default_factory=list)
     image_bytes: dict[str, int] = field(default_factory=dict)
+    sbom: Path | None = None  # the CycloneDX document baked into engine-api and -worker
 
 
 def revision(paths: Paths) -> str:
@@ -192,6 +193,7 @@ def build_engine_images(paths: Paths, docker: DockerClient, rev: str | None = No
     components += sbom.debian_components(dpkg_status)
     sbom_file = paths.cache / "engine-site" / f"{site.name}.cdx.json"
     sbom_file.write_text(sbom.cyclonedx("engine-api", version, components))
+    out.sbom = sbom_file
 
     context = BuildContext(dockerfile(paths, "api"))
     context.add("site-packages", site)

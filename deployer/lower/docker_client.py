@@ -85,6 +85,14 @@ class DockerClient:
             return False
         return True
 
+    def image_id(self, ref: str) -> str | None:
+        """The image's content ID (sha256 of its config), or None when there is no such tag."""
+        try:
+            image_id: str = self._client.images.get(ref).id
+        except docker.errors.ImageNotFound:
+            return None
+        return image_id
+
     def image_labels(self, ref: str) -> Mapping[str, str]:
         try:
             image = self._client.images.get(ref)
