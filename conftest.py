@@ -42,6 +42,7 @@ pytest_plugins = [
     "steps.common.transit_steps",
     "steps.common.cluster_security_steps",
     "steps.common.observability_steps",
+    "steps.common.delivery_steps",
 ]
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Scenarios tagged @not_implemented are reported as such, never run, never passed."""
+    """Scenarios tagged @not_implemented are reported as such, never run, never passed.
+
+    The delivery pipeline's scenarios run last: it rolls a new release onto the
+    environments the other scenarios deployed (a rollout, not a second deploy)."""
+    items.sort(key=lambda item: item.get_closest_marker("delivery") is not None)
     for item in items:
         if item.get_closest_marker("not_implemented"):
             item.add_marker(pytest.mark.skip(reason="not implemented: steps are not written yet"))

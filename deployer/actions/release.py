@@ -42,7 +42,7 @@ SMOKE_TIMEOUT_S = 120
 
 # Run in a pod of a namespace the environment's NetworkPolicies admit: what a client sees.
 SMOKE_SCRIPT = """
-import json, os, ssl, urllib.request
+import json, os, ssl, time, urllib.request
 ctx = ssl.create_default_context(cafile="/etc/engine-ca/ca.crt")
 base, token = os.environ["URL"], os.environ["TOKEN"]
 def call(method, path, body=None, auth=True):
@@ -54,7 +54,17 @@ def call(method, path, body=None, auth=True):
         request.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(request, context=ctx, timeout=10) as response:
         return response.status, json.loads(response.read() or b"null")
-checks = {"healthz": call("GET", "/healthz", auth=False)[0]}
+# A new pod's address reaches the network policy engine a few seconds after it starts.
+deadline, waited = time.monotonic() + 60, 0.0
+while True:
+    try:
+        checks = {"healthz": call("GET", "/healthz", auth=False)[0]}
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(1)
+checks["seconds_until_reachable"] = round(60 - (deadline - time.monotonic()), 1)
 checks["revision"] = call("GET", "/info")[1]["config"]["revision"]
 created = call("POST", "/v1/sessions", {"title": "staging validation " + os.environ["NONCE"]})[1]
 checks["read_back"] = call("GET", f"/v1/sessions/{created['id']}")[1]["title"] == created["title"]
@@ -230,7 +240,8 @@ def smoke(api: client.ApiClient, environment: str) -> dict[str, Any]:
             timeout=SMOKE_TIMEOUT_S,
             describe=f"smoke test {namespace}/{name} to finish",
         )
-        output = core.read_namespaced_pod_log(name, namespace)
+        # Raw bytes: the client would otherwise parse JSON output into a Python repr.
+        output = core.read_namespaced_pod_log(name, namespace, _preload_content=False).data.decode()
     except WaitTimeout as late:
         raise DeployerError(str(late)) from None
     finally:

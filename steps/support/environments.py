@@ -121,6 +121,11 @@ class Environments:
             self.deployed[name] = Environment(name, namespace, images, client_ns, pod, key)
         return self.deployed[name]
 
+    def adopt(self, name: str, images: EngineImages) -> None:
+        """Another path (the delivery pipeline, a promotion) deployed ``images`` to ``name``."""
+        if name in self.deployed:
+            self.deployed[name].images = images
+
     def build_candidate(self, label: str) -> EngineImages:
         """A new engine version beside the current one: same code, its own revision and
         tag; already on the nodes, so that a rollout's time is the rollout's."""

@@ -23,6 +23,7 @@ NODE_SHELL = "node-shell"  # run commands on nodes (docker exec into kind nodes)
 ETCD_ACCESS = "etcd-access"  # read raw values from etcd on the control plane
 ENCRYPTION_KEYS = "encryption-keys"  # the suite holds the API server's encryption config
 NODE_POWER = "node-power"  # stop and start a node for real (kind: its container)
+LOCAL_IMAGES = "local-images"  # images built on this machine reach the nodes (kind load)
 
 
 @dataclass
@@ -79,7 +80,7 @@ def kind_provider(
     paths: Paths, name: str, workers: int, reuse: bool, keep: bool
 ) -> ClusterProvider:
     """Create (or with ``reuse`` attach to) a kind cluster built by the deployer."""
-    capabilities = frozenset({NODE_SHELL, ETCD_ACCESS, ENCRYPTION_KEYS, NODE_POWER})
+    capabilities = frozenset({NODE_SHELL, ETCD_ACCESS, ENCRYPTION_KEYS, NODE_POWER, LOCAL_IMAGES})
     if reuse:
         try:
             handle = cluster_actions.existing(paths, name)

@@ -1,0 +1,256 @@
+"""Steps for the delivery pipeline (R2): real pushes, the real workflow run by act, real promote.
+
+The pushes happen once per session (the runner takes one run at a time);
+each scenario checks its criterion on what the runs recorded and on what the
+cluster runs, which the pipeline's own records cannot fake.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_bdd import given, then, when
+
+from deployer.actions import pipeline, release
+from deployer.actions.engine_images import EngineImages
+from deployer.actions.pipeline import RunRecord
+from deployer.lower.docker_client import DockerClient
+from deployer.settings import Paths
+from steps.support.delivery import Developer, push_the_three_commits
+from steps.support.environments import Environment, Environments, api_call
+from steps.support.kube import Kube
+from steps.support.provider import LOCAL_IMAGES, ClusterProvider
+from steps.support.report import RecordFigure
+
+PROMOTE_TIMEOUT_S = 600
+
+
+@pytest.fixture(scope="session")
+def developer(
+    paths: Paths, cluster_provider: ClusterProvider, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Developer]:
+    """This machine's pipeline remote (seeded with this checkout's HEAD) and a clone of it."""
+    cluster_provider.require(LOCAL_IMAGES, "deploying images the pipeline built on this machine")
+    assert cluster_provider.kind_name is not None
+    home = tmp_path_factory.mktemp("pipeline")
+    pipeline.create_remote(paths, home, paths.repo, cluster_provider.kind_name)
+    yield Developer.clone_remote(home, home / "clone")
+
+
+@pytest.fixture(scope="session")
+def pipeline_runs(developer: Developer) -> dict[str, RunRecord]:
+    """The three pushes and their finished runs, pushed once for every R2 scenario."""
+    push_the_three_commits(developer)
+    return {label: developer.finished_run(push) for label, push in developer.pushes.items()}
+
+
+@given("the pipeline's git remote on this machine", target_fixture="remote_developer")
+def _(developer: Developer) -> Developer:
+    return developer
+
+
+@when(
+    "commits are pushed: tests passing on main, on a feature branch, and a failing test on main",
+    target_fixture="runs",
+)
+def _(pipeline_runs: dict[str, RunRecord], record_figure: RecordFigure) -> dict[str, RunRecord]:
+    for label, run in pipeline_runs.items():
+        record_figure(f"pipeline_run_seconds[{label}]", _seconds(run.started, run.finished))
+    return pipeline_runs
+
+
+@then("the pipeline ran the fast tests for each pushed commit and recorded the result")
+def _(runs: dict[str, RunRecord], developer: Developer, record_figure: RecordFigure) -> None:
+    expected = {"green-main": "success", "green-branch": "success", "red-main": "failure"}
+    for label, result in expected.items():
+        run, push = runs[label], developer.pushes[label]
+        assert run.commit == push.commit and run.ref == f"refs/heads/{push.branch}", run
+        test = run.stages.get("test")
+        assert test is not None, f"{label}: no test stage ran ({_log_tail(developer, run)})"
+        assert test.result == result, f"{label}: tests {test.result}, expected {result}: {test}"
+        record_figure(f"test_stage_seconds[{label}]", test.seconds or 0.0)
+        record_figure(f"push_to_tests_started_s[{label}]", round(test.started - push.pushed_at, 1))
+    red = runs["red-main"].stages["test"]
+    assert "test_the_release_gate_holds" in red.details.get("output_tail", ""), red.details
+
+
+@then("only the passing commit on main went past the tests")
+def _(runs: dict[str, RunRecord]) -> None:
+    assert set(runs["green-main"].stages) == {"test", "build", "deploy", "validate"}, runs
+    assert runs["green-main"].status == "success", runs["green-main"]
+    for label in ("green-branch", "red-main"):
+        assert set(runs[label].stages) == {"test"}, f"{label} went further: {runs[label].stages}"
+    assert runs["green-branch"].status == "success"
+    assert runs["red-main"].status == "failure"
+
+
+@then(
+    "the passing commit on main has engine images tagged with that commit, "
+    "with image IDs and an SBOM"
+)
+def _(runs: dict[str, RunRecord], developer: Developer, record_figure: RecordFigure) -> None:
+    push, build = developer.pushes["green-main"], runs["green-main"].stages["build"]
+    assert build.result == "success", build
+    docker = DockerClient()
+    images: dict[str, str] = build.details["images"]
+    for component in ("api", "worker"):
+        assert images[component].endswith(f"-{push.revision}"), images
+    for ref, image_id in build.details["image_ids"].items():
+        assert docker.image_id(ref) == image_id, f"{ref}: not the image the build recorded"
+        record_figure(f"image_bytes[{ref.split('/')[-1]}]", build.details["image_bytes"][ref])
+    labels = docker.image_labels(images["api"])
+    assert labels.get("org.opencontainers.image.revision") == push.revision, labels
+    sbom = json.loads(Path(build.details["sbom"]).read_text())
+    assert sbom["bomFormat"] == "CycloneDX" and len(sbom["components"]) > 50, sbom.keys()
+    record_figure("build_stage_seconds", build.seconds or 0.0)
+    record_figure("sbom_components", len(sbom["components"]))
+
+
+@then("the commits that did not pass or were not on main have no image")
+def _(developer: Developer, runs: dict[str, RunRecord]) -> None:
+    docker = DockerClient()
+    green_api = runs["green-main"].stages["build"].details["images"]["api"]
+    for label in ("green-branch", "red-main"):
+        revision = developer.pushes[label].revision
+        for name in ("engine-api", "engine-worker"):
+            ref = green_api.replace("engine-api", name).rsplit("-", 1)[0] + f"-{revision}"
+            assert docker.image_id(ref) is None, f"{label}: {ref} exists"
+
+
+@then("staging runs exactly the images built for the passing commit, with no manual step")
+def _(
+    runs: dict[str, RunRecord],
+    developer: Developer,
+    kube: Kube,
+    cluster_provider: ClusterProvider,
+    environments: Environments,
+    record_figure: RecordFigure,
+) -> None:
+    run, push = runs["green-main"], developer.pushes["green-main"]
+    build = run.stages["build"].details
+    pods = kube.core.list_namespaced_pod("ce-staging", label_selector=_ENGINE)
+    live = [p for p in pods.items if p.metadata.deletion_timestamp is None]
+    assert live, "no engine pod in staging"
+    for pod in live:
+        for status in pod.status.container_statuses or []:
+            assert status.image in build["image_ids"], f"{pod.metadata.name} runs {status.image}"
+            node_id, node_digests = _node_image(cluster_provider, pod.spec.node_name, status.image)
+            assert node_id == build["image_ids"][status.image], (pod.metadata.name, node_id)
+            assert status.image_id.rsplit("@", 1)[-1] in node_digests, status.image_id
+    validate = run.stages["validate"]
+    record_figure(
+        "push_to_staging_validated_s", round((validate.finished or 0) - push.pushed_at, 1)
+    )
+    record_figure("staging_deploy_seconds", run.stages["deploy"].seconds or 0.0)
+    environments.adopt("staging", _images(build))
+
+
+@then("staging's engine answers as that commit's release")
+def _(environment: Environment, kube: Kube, developer: Developer) -> None:
+    answer = api_call(kube, environment, "GET", "/info", token=environment.token("reader"))
+    assert answer.status == 200, answer
+    assert answer.body["config"]["revision"] == developer.pushes["green-main"].revision, answer
+
+
+@when(
+    'the operator runs "python -m deployer promote --to production" once',
+    target_fixture="promotion",
+)
+def _(
+    paths: Paths, cluster_provider: ClusterProvider, record_figure: RecordFigure
+) -> dict[str, Any]:
+    assert cluster_provider.kind_name is not None
+    started = time.time()
+    completed = _deployer(
+        paths, "promote", "--to", "production", "--cluster", cluster_provider.kind_name
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:]
+    record_figure("promote_seconds", round(time.time() - started, 1))
+    return {"started": started, "output": completed.stdout}
+
+
+@then("production runs the same image digests as staging validated")
+def _(kube: Kube, runs: dict[str, RunRecord], environments: Environments) -> None:
+    validated = runs["green-main"].stages["validate"].details
+    production = release.running_digests(kube.api, "ce-production")
+    assert production == validated["digests"], (production, validated["digests"])
+    assert release.running_digests(kube.api, "ce-staging") == validated["digests"]
+    environments.adopt("production", _images(runs["green-main"].stages["build"].details))
+
+
+@then("the promotion is recorded with who promoted which release and when")
+def _(
+    kube: Kube, promotion: dict[str, Any], developer: Developer, record_figure: RecordFigure
+) -> None:
+    recorded = [p for p in release.promotions(kube.api) if p.promoted_at >= promotion["started"]]
+    assert len(recorded) == 1, recorded
+    latest = recorded[0]
+    assert latest.revision == developer.pushes["green-main"].revision, latest
+    assert latest.source == "staging" and latest.target == "production" and latest.who, latest
+    record_figure("promotion_record", f"{latest.who} promoted {latest.revision} to production")
+
+
+@then("promoting a release staging never validated is refused and production is unchanged")
+def _(
+    paths: Paths, kube: Kube, cluster_provider: ClusterProvider, environments: Environments
+) -> None:
+    assert cluster_provider.kind_name is not None
+    before = release.running_digests(kube.api, "ce-production")
+    never_validated = environments.session_images().revision
+    completed = _deployer(
+        paths, "promote", "--to", "production", "--revision", never_validated,
+        "--cluster", cluster_provider.kind_name,
+    )  # fmt: skip
+    assert completed.returncode == 2, completed.stdout[-3000:]
+    assert "refusing to promote" in completed.stdout and "not passed validation" in completed.stdout
+    assert release.running_digests(kube.api, "ce-production") == before
+
+
+_ENGINE = "app.kubernetes.io/part-of=consciousness-engine"
+
+
+def _deployer(paths: Paths, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """The deployer's command line, as the operator runs it (one command, its own process)."""
+    return subprocess.run(
+        [sys.executable, "-m", "deployer", *arguments],
+        cwd=paths.repo,
+        capture_output=True,
+        text=True,
+        timeout=PROMOTE_TIMEOUT_S,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def _node_image(provider: ClusterProvider, node: str, ref: str) -> tuple[str, set[str]]:
+    """The image ``ref`` as the node's runtime holds it: its ID and its content digests."""
+    code, output = provider.node_exec(node, ["crictl", "inspecti", "-o", "json", ref])
+    assert code == 0, output.decode(errors="replace")
+    status = json.loads(output)["status"]
+    return status["id"], {digest.rsplit("@", 1)[-1] for digest in status.get("repoDigests", [])}
+
+
+def _images(build: dict[str, Any]) -> EngineImages:
+    images = build["images"]
+    return EngineImages(
+        api=images["api"],
+        worker=images["worker"],
+        postgres=images["postgres"],
+        revision=build["revision"],
+    )
+
+
+def _seconds(started: float | None, finished: float | None) -> float:
+    return round((finished or 0.0) - (started or 0.0), 1)
+
+
+def _log_tail(developer: Developer, run: RunRecord) -> str:
+    log = developer.home / "runs" / run.id / "pipeline.log"
+    return log.read_text()[-2000:] if log.exists() else "no pipeline log"
