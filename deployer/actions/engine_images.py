@@ -21,7 +21,7 @@ from deployer.catalog import ENGINE_RUNTIME_ROOTFS, POSTGRES_ROOTFS
 from deployer.errors import DeployerError
 from deployer.lower import proc, rootfs, sbom
 from deployer.lower.cache import cache_key
-from deployer.lower.docker_client import CACHE_LABEL, BuildContext, DockerClient
+from deployer.lower.docker_client import CACHE_LABEL, RELEASE_LABEL, BuildContext, DockerClient
 from deployer.settings import Paths, load_versions
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,7 @@ def _build(
     args: dict[str, str],
     out: EngineImages,
     *inputs: str,
+    release: str = "",
 ) -> str:
     """Build ``ref`` unless an image with the same inputs exists; return its cache key."""
     key = cache_key(context.dockerfile, *sorted(f"{k}={v}" for k, v in args.items()), *inputs)
@@ -139,7 +140,8 @@ def _build(
         log.info("   %s: cached", ref)
     else:
         log.info("   %s: building", ref)
-        docker.build(context, ref, labels={CACHE_LABEL: key}, args=args)
+        labels = {CACHE_LABEL: key, **({RELEASE_LABEL: release} if release else {})}
+        docker.build(context, ref, labels=labels, args=args)
         out.rebuilt.append(ref)
     out.image_bytes[ref] = docker.image_size(ref)
     return key
@@ -172,11 +174,14 @@ def postgres_ref(paths: Paths) -> str:
     return f"ce.local/engine-postgres:15-{engine_version(paths)}-{postgres_key(paths)[:10]}"
 
 
-def build_engine_images(paths: Paths, docker: DockerClient, rev: str | None = None) -> EngineImages:
+def build_engine_images(
+    paths: Paths, docker: DockerClient, rev: str | None = None, release: str = ""
+) -> EngineImages:
     """engine-api, engine-worker and Postgres images, tagged <version>-<revision>.
 
     ``rev`` overrides the git revision (a release candidate built beside the
     current build); older tags are then kept, since the current one is in use.
+    ``release`` (the pipeline run) labels the images as a release no pruning removes.
     """
     log.info("==> Engine images")
     versions = load_versions(paths)
@@ -199,10 +204,11 @@ def build_engine_images(paths: Paths, docker: DockerClient, rev: str | None = No
     context.add("site-packages", site)
     context.add("sbom.cdx.json", sbom_file, 0o644)
     api_args = {"BASE": runtime_base, "VERSION": version, "REVISION": release}
-    api_key = _build(docker, out.api, context, api_args, out, site.name)
+    api_key = _build(docker, out.api, context, api_args, out, site.name, release=release)
 
     worker_context = BuildContext(dockerfile(paths, "worker"))
-    _build(docker, out.worker, worker_context, {"API_IMAGE": out.api}, out, api_key)
+    worker_args = {"API_IMAGE": out.api}
+    _build(docker, out.worker, worker_context, worker_args, out, api_key, release=release)
 
     pg_context = BuildContext(dockerfile(paths, "postgres"))
     pg_context.add("pg-entrypoint", paths.repo / "engine" / "postgres" / "pg-entrypoint", 0o755)

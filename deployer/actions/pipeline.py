@@ -167,7 +167,7 @@ def run(paths: Paths, home: Path, run_id: str) -> int:
         save_run(run_dir, record)
         workspace = home / "workspace"
         try:
-            _check_out(Path(config["remote"]), workspace, record)
+            _check_out(Path(config["remote"]), workspace, record, _runner_env(paths))
             event = run_dir / "event.json"
             event.write_text(json.dumps(_push_event(record)))
             argv = [
@@ -184,7 +184,7 @@ def run(paths: Paths, home: Path, run_id: str) -> int:
                 completed = subprocess.run(  # noqa: S603 - argv list, no shell
                     argv,
                     cwd=workspace,
-                    env=_runner_env(home),
+                    env=_runner_env(paths),
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -213,9 +213,8 @@ def _runner_slot(home: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _check_out(remote: Path, workspace: Path, record: RunRecord) -> None:
+def _check_out(remote: Path, workspace: Path, record: RunRecord, clean: dict[str, str]) -> None:
     shutil.rmtree(workspace, ignore_errors=True)
-    clean = _runner_env(workspace.parent)
     subprocess.run(  # noqa: S603
         ["git", "clone", "--quiet", "--shared", "--no-checkout", str(remote), str(workspace)],
         env=clean, check=True, timeout=120, capture_output=True,
@@ -237,12 +236,13 @@ def _push_event(record: RunRecord) -> dict[str, Any]:
     }
 
 
-def _runner_env(home: Path) -> dict[str, str]:
-    """The runner's environment: ours, minus an outer tox/pytest/git; its own tox folder; the
-    interpreter that runs the deployer first on PATH (the workflow calls ``python``)."""
+def _runner_env(paths: Paths) -> dict[str, str]:
+    """The runner's environment: ours, minus an outer tox/pytest/git; the interpreter that
+    runs the deployer first on PATH (the workflow calls ``python``); test virtualenvs of
+    its own, kept in the cache across runs (a checkout elsewhere must not rebuild ours)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(INHERITED_PREFIXES)}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
-    env["CE_TOX_WORK_DIR"] = str(home / "tox")
+    env["CE_TOX_WORK_DIR"] = str(paths.cache / "pipeline-tox")
     return env
 
 

@@ -109,7 +109,8 @@ def stage_build(paths: Paths) -> EngineImages:
             raise ConfigError(f"the pipeline builds committed code only (revision {rev})")
         docker = ensure_engine(paths)
         # An explicit revision: older tags stay (they may be what production runs).
-        images = build_engine_images(paths, docker, rev=rev)
+        run = os.environ.get("GITHUB_SHA", rev)
+        images = build_engine_images(paths, docker, rev=rev, release=run)
         refs = release_images(images)
         record.details.update(
             revision=images.revision,

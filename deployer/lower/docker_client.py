@@ -19,6 +19,7 @@ from deployer.lower import proc
 log = logging.getLogger(__name__)
 
 CACHE_LABEL = "ce.cache-key"
+RELEASE_LABEL = "io.consciousness-engine.release"  # built by the delivery pipeline
 
 
 @dataclass
@@ -209,10 +210,13 @@ class DockerClient:
         return text
 
     def remove_other_tags(self, keep: str) -> list[str]:
-        """Untag every other tag of ``keep``'s repository (old builds); return what went."""
+        """Untag every other tag of ``keep``'s repository (old builds, not the pipeline's
+        releases); return what went."""
         repository = keep.rsplit(":", 1)[0]
         removed = []
         for image in self._client.images.list(name=repository):
+            if RELEASE_LABEL in (image.labels or {}):
+                continue  # the pipeline's releases stay: an environment may run them
             for tag in image.tags:
                 if tag != keep:
                     try:

@@ -35,11 +35,17 @@ PROMOTE_TIMEOUT_S = 600
 
 @pytest.fixture(scope="session")
 def developer(
-    paths: Paths, cluster_provider: ClusterProvider, tmp_path_factory: pytest.TempPathFactory
+    paths: Paths,
+    cluster_provider: ClusterProvider,
+    environments: Environments,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Developer]:
-    """This machine's pipeline remote (seeded with this checkout's HEAD) and a clone of it."""
+    """This machine's pipeline remote (seeded with this checkout's HEAD) and a clone of it.
+
+    The pipeline delivers onto a staging that is already up, as it would in real life."""
     cluster_provider.require(LOCAL_IMAGES, "deploying images the pipeline built on this machine")
     assert cluster_provider.kind_name is not None
+    environments.ensure("staging")
     home = tmp_path_factory.mktemp("pipeline")
     pipeline.create_remote(paths, home, paths.repo, cluster_provider.kind_name)
     yield Developer.clone_remote(home, home / "clone")
@@ -222,7 +228,8 @@ def _deployer(paths: Paths, *arguments: str) -> subprocess.CompletedProcess[str]
     return subprocess.run(
         [sys.executable, "-m", "deployer", *arguments],
         cwd=paths.repo,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # the deployer reports on stderr
         text=True,
         timeout=PROMOTE_TIMEOUT_S,
         env={**os.environ, "COLUMNS": "200"},
