@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -81,6 +82,19 @@ def run(control: Control, keep: bool) -> dict[str, object]:
     )
     try:
         mutate(tree, control)
+        # Committed: the delivery pipeline runs commits, so a mutation it should see must be one.
+        identity = {
+            f"GIT_{who}_{part}": value
+            for who in ("AUTHOR", "COMMITTER")
+            for part, value in (("NAME", "negative-control"), ("EMAIL", "nc@ce.local"))
+        }
+        subprocess.run(
+            ["git", "-C", str(tree), "commit", "--quiet", "--all", "--no-verify", "-m",
+             f"negative control {control.name}"],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **identity},
+        )  # fmt: skip
         junit = scratch / "junit.xml"
         command = [
             sys.executable,

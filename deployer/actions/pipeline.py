@@ -4,7 +4,7 @@ Hosted CI runs .github/workflows/pipeline.yml itself. Here, ``pipeline remote``
 makes a bare repository whose post-receive hook hands every pushed commit to
 ``pipeline trigger``; a detached ``pipeline run`` then checks the commit out in
 the runner's workspace and runs the same workflow with nektos/act on a
-self-hosted runner (this machine, one run at a time, like one CI runner). The
+self-hosted runner (this machine, two runners, each with its workspace). The
 workflow's steps call ``pipeline test|build|deploy|validate``, which record what
 they did in the run's folder: ``pipeline status`` and the acceptance scenarios
 read those records, never the workflow's intentions.
@@ -39,6 +39,7 @@ REMOTE = "engine.git"
 WORKFLOW = ".github/workflows/pipeline.yml"
 ZERO = "0" * 40
 RUN_TIMEOUT_S = 45 * 60
+RUNNERS = 2
 # What the runner must not inherit from whoever pushed: an outer tox or pytest, or git's hook state.
 INHERITED_PREFIXES = ("GIT_", "TOX_", "PYTEST_", "VIRTUAL_ENV", "PYTHONPATH", "_PYTEST")
 
@@ -162,10 +163,10 @@ def run(paths: Paths, home: Path, run_id: str) -> int:
     act = gobuild.build(
         go_programs(paths, load_versions(paths))["act"], paths.go_bin, gobuild.go_version()
     )
-    with _runner_slot(home):
+    with runner_slot(home) as slot:
         record.status, record.started = "running", time.time()
         save_run(run_dir, record)
-        workspace = home / "workspace"
+        workspace = home / f"workspace-{slot}"
         try:
             _check_out(Path(config["remote"]), workspace, record, _runner_env(paths))
             event = run_dir / "event.json"
@@ -203,9 +204,32 @@ def run(paths: Paths, home: Path, run_id: str) -> int:
 
 
 @contextmanager
-def _runner_slot(home: Path) -> Iterator[None]:
-    """One run at a time on this machine, in push order (the others wait for the lock)."""
-    with (home / "runner.lock").open("w") as lock:
+def runner_slot(home: Path, slots: int = RUNNERS) -> Iterator[int]:
+    """One of ``slots`` runners on this machine (the others wait): two, so that one run's
+    tests overlap another's build and deploy on 2 cores; each runner has its workspace."""
+    (home / "runners").mkdir(exist_ok=True)
+    while True:
+        for slot in range(slots):
+            with (home / "runners" / f"{slot}.lock").open("w") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                try:
+                    yield slot
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+                return
+        time.sleep(1)
+
+
+@contextmanager
+def environment_lock(paths: Paths, environment: str) -> Iterator[None]:
+    """One pipeline step at a time on an environment (runs of two pushes must not interleave
+    their deploys); the workflow's ``concurrency`` says the same to hosted CI."""
+    folder = paths.pipeline_home / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / f"{environment}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -258,9 +282,8 @@ def load_run(run_dir: Path) -> RunRecord:
     data = json.loads((run_dir / "run.json").read_text())
     data.pop("stages", None)
     record = RunRecord(**data)
-    for path in sorted(run_dir.glob("stage-*.json")):
-        stage = StageRecord(**json.loads(path.read_text()))
-        record.stages[stage.stage] = stage
+    stages = [StageRecord(**json.loads(p.read_text())) for p in run_dir.glob("stage-*.json")]
+    record.stages = {stage.stage: stage for stage in sorted(stages, key=lambda s: s.started)}
     return record
 
 

@@ -139,7 +139,7 @@ def commit_images(paths: Paths) -> EngineImages:
 
 
 def stage_deploy(paths: Paths, environment: str, target: deploy.Target) -> None:
-    with pipeline.stage("deploy") as record:
+    with pipeline.stage("deploy") as record, pipeline.environment_lock(paths, environment):
         images = commit_images(paths)
         started = time.time()
         deploy.deploy(paths, environment, target, images=images)
@@ -151,7 +151,7 @@ def stage_deploy(paths: Paths, environment: str, target: deploy.Target) -> None:
 
 
 def stage_validate(paths: Paths, environment: str, target: deploy.Target) -> Validation:
-    with pipeline.stage("validate") as record:
+    with pipeline.stage("validate") as record, pipeline.environment_lock(paths, environment):
         validation = validate(paths, environment, target, commit_images(paths))
         record.details.update(asdict(validation))
         return validation

@@ -105,8 +105,8 @@ def git(arguments: list[str], cwd: Path) -> str:
 
 
 def push_the_three_commits(developer: Developer) -> None:
-    """A green commit on main, a green one on a feature branch, a red one on main (in that
-    order: the runner takes them one at a time, so staging gets the green one)."""
+    """A green commit on main, a green one on a feature branch, a red one on main (only the
+    green main commit may get past its tests, so staging must get that one)."""
     nonce = uuid.uuid4().hex[:8]
     note = f"# Release note {nonce}\n\nPushed by the acceptance suite to exercise the pipeline.\n"
     developer.push("green-main", "main", {f"docs/releases/{nonce}.md": note}, f"Release {nonce}")
