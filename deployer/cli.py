@@ -43,9 +43,12 @@ def configure_logging(paths: Paths, verbose: bool) -> Path:
     log_file = paths.logs / f"deployer-{time.strftime('%Y%m%dT%H%M%S')}.log"
     root = logging.getLogger()
     root.setLevel(logging.DEBUG)
-    # CI logs are not a terminal: no wrapping at 80 columns (a path split in two is useless).
-    width = None if sys.stderr.isatty() else 400
-    console = RichHandler(console=Console(stderr=True, width=width), show_path=False, markup=False)
+    console: logging.Handler
+    if sys.stderr.isatty():
+        console = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
+    else:  # CI logs: one plain line per message, never wrapped (a path split in two is useless)
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     console.setLevel(logging.DEBUG if verbose else logging.INFO)
     to_file = logging.FileHandler(log_file)
     to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

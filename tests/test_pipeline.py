@@ -86,3 +86,16 @@ def test_stages_record_success_and_failure_in_the_run_folder(
     assert lines[0].startswith(record.id) and "main" in lines[0]
     assert any("build" in line and "failure" in line for line in lines[1:])
     assert json.loads((run_dir / "run.json").read_text())["status"] == "queued"
+
+
+def test_unfinished_runs_are_cancelled_with_their_whole_process_group(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "20260101T000000-0000aaaa-0001"
+    run_dir.mkdir(parents=True)
+    runner = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    record = pipeline.RunRecord(run_dir.name, "0" * 40, "refs/heads/main", pipeline.ZERO, 1.0)
+    record.status, record.runner_pid = "running", runner.pid
+    pipeline.save_run(run_dir, record)
+    assert pipeline.cancel_unfinished(tmp_path) == [run_dir.name]
+    assert runner.wait(timeout=10) == -15
+    assert pipeline.load_run(run_dir).status == "cancelled"
+    assert pipeline.cancel_unfinished(tmp_path) == []

@@ -11,6 +11,7 @@ change is skipped.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -70,7 +71,8 @@ def site_packages(paths: Paths) -> Path:
     target = paths.cache / "engine-site" / key
     if (target / ".complete").exists():
         return target
-    staging = target.with_suffix(".partial")
+    # Per process: the delivery pipeline may build beside the acceptance suite.
+    staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     platforms = [arg for platform in WHEEL_PLATFORMS for arg in ("--platform", platform)]
     proc.run(
@@ -115,6 +117,9 @@ def site_packages(paths: Paths) -> Path:
         timeout=600,
     )
     (staging / ".complete").write_text(key)
+    if (target / ".complete").exists():  # another process finished first: same content
+        shutil.rmtree(staging, ignore_errors=True)
+        return target
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target

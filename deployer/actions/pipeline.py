@@ -19,12 +19,13 @@ import os
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +70,11 @@ class RunRecord:
     ref: str
     before: str
     queued: float
-    status: str = "queued"  # queued, running, success, failure
+    status: str = "queued"  # queued, running, success, failure, cancelled
     started: float | None = None
     finished: float | None = None
     exit_code: int | None = None
+    runner_pid: int | None = None  # leads the runner's process group (act and the steps)
     stages: dict[str, StageRecord] = field(default_factory=dict)
 
     @property
@@ -133,7 +135,7 @@ def trigger(paths: Paths, home: Path, before: str, after: str, ref: str) -> RunR
     record = RunRecord(run_id, after, ref, before, time.time())
     save_run(run_dir, record)
     with (run_dir / "runner.log").open("w") as out:
-        subprocess.Popen(  # noqa: S603 - argv list, no shell
+        runner = subprocess.Popen(  # noqa: S603 - argv list, no shell
             [
                 sys.executable,
                 "-m",
@@ -151,6 +153,8 @@ def trigger(paths: Paths, home: Path, before: str, after: str, ref: str) -> RunR
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    record.runner_pid = runner.pid
+    save_run(run_dir, record)
     print(f"pipeline: run {run_id} queued for {after[:12]} ({ref}); log {run_dir / 'pipeline.log'}")
     return record
 
@@ -159,15 +163,14 @@ def run(paths: Paths, home: Path, run_id: str) -> int:
     """Check the commit out in the runner's workspace and run the workflow with act."""
     run_dir = home / "runs" / run_id
     record = load_run(run_dir)
-    config = home_config(home)
-    act = gobuild.build(
-        go_programs(paths, load_versions(paths))["act"], paths.go_bin, gobuild.go_version()
-    )
     with runner_slot(home) as slot:
         record.status, record.started = "running", time.time()
         save_run(run_dir, record)
         workspace = home / f"workspace-{slot}"
         try:
+            config = home_config(home)
+            program = go_programs(paths, load_versions(paths))["act"]
+            act = gobuild.build(program, paths.go_bin, gobuild.go_version())
             _check_out(Path(config["remote"]), workspace, record, _runner_env(paths))
             event = run_dir / "event.json"
             event.write_text(json.dumps(_push_event(record)))
@@ -193,8 +196,9 @@ def run(paths: Paths, home: Path, run_id: str) -> int:
                     check=False,
                 )
             record.exit_code = completed.returncode
-        except (DeployerError, OSError, subprocess.TimeoutExpired) as error:
-            (run_dir / "pipeline.log").open("a").write(f"\npipeline runner: {error}\n")
+        except (DeployerError, OSError, subprocess.SubprocessError) as error:
+            with (run_dir / "pipeline.log").open("a") as out:
+                out.write(f"\npipeline runner: {error}\n")
             record.exit_code = -1
         record.status = "success" if record.exit_code == 0 else "failure"
         record.finished = time.time()
@@ -224,15 +228,28 @@ def runner_slot(home: Path, slots: int = RUNNERS) -> Iterator[int]:
 
 
 @contextmanager
-def environment_lock(paths: Paths, environment: str) -> Iterator[None]:
-    """One pipeline step at a time on an environment (runs of two pushes must not interleave
-    their deploys); the workflow's ``concurrency`` says the same to hosted CI."""
+def environment_lock(
+    paths: Paths, cluster: str, environment: str, holder: str = ""
+) -> Iterator[float]:
+    """One pipeline step at a time on an environment, and none while someone holds it (the
+    acceptance suite, while its scenarios use staging); yields the seconds waited. The
+    workflow's ``concurrency`` says the same to hosted CI."""
     folder = paths.pipeline_home / "locks"
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / f"{environment}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    path = folder / f"{cluster}-{environment}.lock"
+    started = time.monotonic()
+    with path.open("a+") as lock:
         try:
-            yield
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            log.info("waiting for %s/%s, held by %s", cluster, environment, lock.read().strip())
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.truncate(0)
+        lock.write(holder or f"pipeline step, pid {os.getpid()}")
+        lock.flush()
+        try:
+            yield round(time.monotonic() - started, 1)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -270,6 +287,23 @@ def _runner_env(paths: Paths) -> dict[str, str]:
     return env
 
 
+def cancel_unfinished(home: Path) -> list[str]:
+    """Stop every run still queued or running (its runner's whole process group): what a
+    CI system does to a job whose caller went away. Returns the cancelled run IDs."""
+    cancelled = []
+    for record in runs(home, limit=1000):
+        if record.status not in ("queued", "running") or record.runner_pid is None:
+            continue
+        try:
+            os.killpg(record.runner_pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        record.status, record.finished = "cancelled", time.time()
+        save_run(home / "runs" / record.id, record)
+        cancelled.append(record.id)
+    return cancelled
+
+
 def save_run(run_dir: Path, record: RunRecord) -> None:
     data = asdict(record)
     data.pop("stages")
@@ -279,9 +313,10 @@ def save_run(run_dir: Path, record: RunRecord) -> None:
 
 
 def load_run(run_dir: Path) -> RunRecord:
+    """A run's record; fields a newer deployer added are ignored, not an error."""
     data = json.loads((run_dir / "run.json").read_text())
-    data.pop("stages", None)
-    record = RunRecord(**data)
+    known = {f.name for f in fields(RunRecord)} - {"stages"}
+    record = RunRecord(**{k: v for k, v in data.items() if k in known})
     stages = [StageRecord(**json.loads(p.read_text())) for p in run_dir.glob("stage-*.json")]
     record.stages = {stage.stage: stage for stage in sorted(stages, key=lambda s: s.started)}
     return record

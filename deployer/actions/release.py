@@ -139,21 +139,31 @@ def commit_images(paths: Paths) -> EngineImages:
 
 
 def stage_deploy(paths: Paths, environment: str, target: deploy.Target) -> None:
-    with pipeline.stage("deploy") as record, pipeline.environment_lock(paths, environment):
+    cluster = target.kind_cluster or "cluster"
+    with (
+        pipeline.stage("deploy") as record,
+        pipeline.environment_lock(paths, cluster, environment) as waited,
+    ):
         images = commit_images(paths)
         started = time.time()
         deploy.deploy(paths, environment, target, images=images)
         record.details.update(
             environment=environment,
             images=release_images(images),
+            waited_for_environment_s=waited,
             seconds=round(time.time() - started, 1),
         )
 
 
 def stage_validate(paths: Paths, environment: str, target: deploy.Target) -> Validation:
-    with pipeline.stage("validate") as record, pipeline.environment_lock(paths, environment):
+    cluster = target.kind_cluster or "cluster"
+    with (
+        pipeline.stage("validate") as record,
+        pipeline.environment_lock(paths, cluster, environment) as waited,
+    ):
         validation = validate(paths, environment, target, commit_images(paths))
         record.details.update(asdict(validation))
+        record.details["waited_for_environment_s"] = waited
         return validation
 
 

@@ -52,7 +52,7 @@ def _(kube: Kube, environment: Environment, toolbox_image: str) -> JobLoad:
     wait_until(
         lambda: ready_workers(kube, environment.namespace) == minimum,
         timeout=360,
-        interval=5,
+        interval=1,
         describe=f"{WORKER} at its minimum of {minimum} replicas before the load",
     )
     name = f"jobs-{uuid.uuid4().hex[:6]}"
@@ -76,7 +76,7 @@ def _(
     wait_until(
         lambda: ready_workers(kube, environment.namespace) > load.min_replicas,
         timeout=minutes * 60 - (time.time() - load.started),
-        interval=3,
+        interval=1,
         describe=f"more than {load.min_replicas} Ready {WORKER} replicas",
     )
     record_figure("seconds_to_first_new_ready_worker", round(time.time() - load.started, 1))
@@ -96,7 +96,7 @@ def _(kube: Kube, environment: Environment, load: JobLoad, record_figure: Record
         wait_until(
             at_maximum,
             timeout=KEEP_LOADING_AFTER_SCALE_OUT_S,
-            interval=3,
+            interval=1,
             describe="the peak number of Ready workers",
         )
     code, output = kube.exec(load.namespace, load.pod, ["touch", "/tmp/stop"])
@@ -155,7 +155,7 @@ def _(
             == load.min_replicas
         ),
         timeout=minutes * 60 - (time.time() - stopped),
-        interval=5,
+        interval=1,
         describe=f"{WORKER} back at {load.min_replicas} replicas",
     )
     record_figure("seconds_to_scale_in_after_load", round(time.time() - stopped, 1))

@@ -183,7 +183,9 @@ class Kube:
             summary: dict[str, Any] = json.loads(last)
             return summary
 
-        summary, _ = wait_until(finished, timeout=timeout, interval=2, describe=f"{pod} to finish")
+        summary, _ = wait_until(
+            finished, timeout=timeout, interval=0.5, describe=f"{pod} to finish"
+        )
         assert "failed" not in summary, f"{namespace}/{pod} failed: {summary['failed']}"
         return summary
 
