@@ -18,7 +18,7 @@ pytest.register_assert_rewrite("steps")
 from deployer.actions import cluster as cluster_actions
 from deployer.actions.deploy import Target
 from deployer.settings import Paths, default_paths
-from steps.support.environments import Environments, environments_named
+from steps.support.environments import Environments
 from steps.support.kube import Kube
 from steps.support.provider import ClusterProvider, existing_provider, kind_provider
 from steps.support.report import record_session_fact
@@ -149,11 +149,7 @@ def toolbox_image(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def environments(
-    request: pytest.FixtureRequest,
-    cluster_provider: ClusterProvider,
-    kube: Kube,
-    paths: Paths,
-    toolbox_image: str,
+    cluster_provider: ClusterProvider, kube: Kube, paths: Paths, toolbox_image: str
 ) -> Iterator[Environments]:
     """The engine's environments, each deployed the first time a scenario needs it."""
     if cluster_provider.kind_name is None:
@@ -161,7 +157,6 @@ def environments(
     handle = cluster_actions.existing(paths, cluster_provider.kind_name)
     target = Target(handle.kubeconfig, handle.kubectl, handle.kind, handle.name)
     deployed = Environments(paths, kube, target, toolbox_image)
-    deployed.ensure_all(environments_named(request.session.items))
     try:
         yield deployed
     finally:

@@ -9,19 +9,13 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
-import re
 import time
 import uuid
-from collections.abc import Collection, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-import pytest
 from kubernetes import client
-from pytest_bdd.scenario import scenario_wrapper_template_registry
 
 from deployer.actions import deploy as deploy_action
 from deployer.actions import engine_images
@@ -31,10 +25,7 @@ from deployer.settings import Paths
 from steps.support.kube import Kube
 from steps.support.workloads import assets_configmap
 
-log = logging.getLogger(__name__)
-
 AUDIENCE = "engine-api"
-NAMED_ENVIRONMENT = re.compile(r'"(dev|staging|production)"')
 CA_CONFIGMAP = "engine-ca"
 CA_DIR = "/etc/engine-ca"
 CA_FILE = f"{CA_DIR}/ca.crt"
@@ -121,28 +112,6 @@ class Environments:
         if name not in self.deployed:
             self.deployed[name] = self._deploy(name, self.session_images())
         return self.deployed[name]
-
-    def ensure_all(self, names: Collection[str]) -> None:
-        """Deploy the environments the session will need side by side: the images go onto
-        the nodes once, then each deploy mostly waits (Postgres, rollouts), so they overlap.
-
-        One that fails here is left to ``ensure``, so it fails in its own scenarios."""
-        missing = [n for n in deploy_action.ENVIRONMENTS if n in names and n not in self.deployed]
-        if len(missing) < 2:
-            return
-        images = self.session_images()
-        deploy_action.load_images(self.target, images)
-        started = time.monotonic()
-        with ThreadPoolExecutor(max_workers=len(missing)) as pool:
-            futures = {name: pool.submit(self._deploy, name, images) for name in missing}
-        for name, future in futures.items():
-            try:
-                self.deployed[name] = future.result()
-            except Exception as error:  # noqa: BLE001 - retried, and reported, by ensure()
-                log.warning("deploying %s beside the others failed: %s", name, error)
-        log.info(
-            "deployed %s side by side in %.0fs", ", ".join(missing), time.monotonic() - started
-        )
 
     def _deploy(self, name: str, images: EngineImages) -> Environment:
         deploy_action.deploy(self.paths, name, self.target, images=images)
@@ -342,14 +311,3 @@ def session_titles(kube: Kube, environment: Environment) -> set[str]:
     )
     assert listed.status == 200, f"{environment.name}: listing sessions answered {listed}"
     return {session["title"] for session in listed.body["sessions"]}
-
-
-def environments_named(items: Iterable[pytest.Item]) -> set[str]:
-    """The environments the selected scenarios' steps name (``the "dev" environment ...``)."""
-    names: set[str] = set()
-    for item in items:
-        function = getattr(item, "obj", None)
-        template = scenario_wrapper_template_registry.get(function) if callable(function) else None
-        for step in template.steps if template is not None else []:
-            names.update(NAMED_ENVIRONMENT.findall(step.name))
-    return names
