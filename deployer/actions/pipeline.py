@@ -171,7 +171,8 @@ def run(paths: Paths, home: Path, run_id: str) -> int:
             config = home_config(home)
             program = go_programs(paths, load_versions(paths))["act"]
             act = gobuild.build(program, paths.go_bin, gobuild.go_version())
-            _check_out(Path(config["remote"]), workspace, record, _runner_env(paths))
+            env = _runner_env(paths)
+            _check_out(Path(config["remote"]), workspace, record, env)
             event = run_dir / "event.json"
             event.write_text(json.dumps(_push_event(record)))
             argv = [
@@ -188,7 +189,7 @@ def run(paths: Paths, home: Path, run_id: str) -> int:
                 completed = subprocess.run(  # noqa: S603 - argv list, no shell
                     argv,
                     cwd=workspace,
-                    env=_runner_env(paths),
+                    env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,

@@ -28,6 +28,7 @@ from deployer.actions import deploy, pipeline
 from deployer.actions.engine import ensure_engine
 from deployer.actions.engine_images import EngineImages, build_engine_images, image_refs, revision
 from deployer.errors import ConfigError, DeployerError
+from deployer.lower.docker_client import DockerClient
 from deployer.lower.kube import api_client
 from deployer.lower.waiting import WaitTimeout, wait_until
 from deployer.settings import Paths
@@ -55,16 +56,16 @@ def call(method, path, body=None, auth=True):
     with urllib.request.urlopen(request, context=ctx, timeout=10) as response:
         return response.status, json.loads(response.read() or b"null")
 # A new pod's address reaches the network policy engine a few seconds after it starts.
-deadline, waited = time.monotonic() + 60, 0.0
+started = time.monotonic()
 while True:
     try:
         checks = {"healthz": call("GET", "/healthz", auth=False)[0]}
         break
     except OSError:
-        if time.monotonic() > deadline:
+        if time.monotonic() - started > 60:
             raise
         time.sleep(1)
-checks["seconds_until_reachable"] = round(60 - (deadline - time.monotonic()), 1)
+checks["seconds_until_reachable"] = round(time.monotonic() - started, 1)
 checks["revision"] = call("GET", "/info")[1]["config"]["revision"]
 created = call("POST", "/v1/sessions", {"title": "staging validation " + os.environ["NONCE"]})[1]
 checks["read_back"] = call("GET", f"/v1/sessions/{created['id']}")[1]["title"] == created["title"]
@@ -101,6 +102,13 @@ def release_images(images: EngineImages) -> dict[str, str]:
     return {"api": images.api, "worker": images.worker, "postgres": images.postgres}
 
 
+def images_of(refs: dict[str, str], rev: str) -> EngineImages:
+    """The release named by ``release_images``' mapping (a build or validation record)."""
+    return EngineImages(
+        api=refs["api"], worker=refs["worker"], postgres=refs["postgres"], revision=rev
+    )
+
+
 def stage_build(paths: Paths) -> EngineImages:
     """Build this commit's images, tagged with its revision, and record their IDs and SBOM."""
     with pipeline.stage("build") as record:
@@ -126,10 +134,9 @@ def stage_build(paths: Paths) -> EngineImages:
         return images
 
 
-def commit_images(paths: Paths) -> EngineImages:
+def commit_images(paths: Paths, docker: DockerClient) -> EngineImages:
     """This commit's images as the build stage tagged them; an error if it did not."""
     images = image_refs(paths)
-    docker = ensure_engine(paths)
     missing = [ref for ref in release_images(images).values() if docker.image_id(ref) is None]
     if missing:
         raise ConfigError(
@@ -144,7 +151,7 @@ def stage_deploy(paths: Paths, environment: str, target: deploy.Target) -> None:
         pipeline.stage("deploy") as record,
         pipeline.environment_lock(paths, cluster, environment) as waited,
     ):
-        images = commit_images(paths)
+        images = commit_images(paths, ensure_engine(paths))
         started = time.time()
         deploy.deploy(paths, environment, target, images=images)
         record.details.update(
@@ -161,19 +168,19 @@ def stage_validate(paths: Paths, environment: str, target: deploy.Target) -> Val
         pipeline.stage("validate") as record,
         pipeline.environment_lock(paths, cluster, environment) as waited,
     ):
-        validation = validate(paths, environment, target, commit_images(paths))
+        docker = ensure_engine(paths)
+        validation = validate(docker, environment, target, commit_images(paths, docker))
         record.details.update(asdict(validation))
         record.details["waited_for_environment_s"] = waited
         return validation
 
 
 def validate(
-    paths: Paths, environment: str, target: deploy.Target, images: EngineImages
+    docker: DockerClient, environment: str, target: deploy.Target, images: EngineImages
 ) -> Validation:
     """The environment runs exactly ``images`` and answers as that release; record it."""
     api = api_client(target.kubeconfig)
     namespace = deploy.namespace_for(environment)
-    docker = ensure_engine(paths)
     refs = release_images(images)
     digests = running_digests(api, namespace)
     if set(digests) != set(refs.values()):
@@ -325,12 +332,7 @@ def promote(
             f"refusing to promote {validation.revision}: {', '.join(changed)} no longer "
             f"is the image {source} validated (rebuilt or re-tagged since)"
         )
-    images = EngineImages(
-        api=validation.images["api"],
-        worker=validation.images["worker"],
-        postgres=validation.images["postgres"],
-        revision=validation.revision,
-    )
+    images = images_of(validation.images, validation.revision)
     started = time.time()
     log.info("==> Promoting %s from %s to %s", validation.revision, source, to)
     deploy.deploy(paths, to, target, images=images)

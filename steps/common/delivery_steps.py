@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from pytest_bdd import given, then, when
 
-from deployer.actions import pipeline, release
-from deployer.actions.engine_images import EngineImages
+from deployer.actions import deploy, pipeline, release
+from deployer.actions.engine_images import image_refs
 from deployer.actions.pipeline import RunRecord
 from deployer.lower.docker_client import DockerClient
 from deployer.settings import Paths
@@ -176,13 +176,11 @@ def _(runs: dict[str, RunRecord], developer: Developer, record_figure: RecordFig
 
 
 @then("the commits that did not pass or were not on main have no image")
-def _(developer: Developer, runs: dict[str, RunRecord]) -> None:
+def _(paths: Paths, developer: Developer) -> None:
     docker = DockerClient()
-    green_api = runs["green-main"].stages["build"].details["images"]["api"]
     for label in ("green-branch", "red-main"):
-        revision = developer.pushes[label].revision
-        for name in ("engine-api", "engine-worker"):
-            ref = green_api.replace("engine-api", name).rsplit("-", 1)[0] + f"-{revision}"
+        tags = image_refs(paths, rev=developer.pushes[label].revision)
+        for ref in (tags.api, tags.worker):
             assert docker.image_id(ref) is None, f"{label}: {ref} exists"
 
 
@@ -197,7 +195,7 @@ def _(
 ) -> None:
     run, push = runs["green-main"], developer.pushes["green-main"]
     build = run.stages["build"].details
-    pods = kube.core.list_namespaced_pod("ce-staging", label_selector=_ENGINE)
+    pods = kube.core.list_namespaced_pod("ce-staging", label_selector=deploy.PART_OF)
     live = [p for p in pods.items if p.metadata.deletion_timestamp is None]
     assert live, "no engine pod in staging"
     for pod in live:
@@ -206,14 +204,14 @@ def _(
             node_id, node_digests = _node_image(cluster_provider, pod.spec.node_name, status.image)
             assert node_id == build["image_ids"][status.image], (pod.metadata.name, node_id)
             assert status.image_id.rsplit("@", 1)[-1] in node_digests, status.image_id
-    validate, deploy = run.stages["validate"], run.stages["deploy"]
+    validate, deployed = run.stages["validate"], run.stages["deploy"]
     # The run waited for staging while the suite's other scenarios used it: not pipeline time.
-    waited = deploy.details["waited_for_environment_s"]
+    waited = deployed.details["waited_for_environment_s"]
     took = (validate.finished or 0) - push.pushed_at - waited
     record_figure("push_to_staging_validated_s", round(took, 1))
     record_figure("waited_for_staging_held_by_the_suite_s", waited)
-    record_figure("staging_deploy_seconds", deploy.details["seconds"])
-    environments.adopt("staging", _images(build))
+    record_figure("staging_deploy_seconds", deployed.details["seconds"])
+    environments.adopt("staging", release.images_of(build["images"], build["revision"]))
 
 
 @then("staging's engine answers as that commit's release")
@@ -246,7 +244,8 @@ def _(kube: Kube, runs: dict[str, RunRecord], environments: Environments) -> Non
     production = release.running_digests(kube.api, "ce-production")
     assert production == validated["digests"], (production, validated["digests"])
     assert release.running_digests(kube.api, "ce-staging") == validated["digests"]
-    environments.adopt("production", _images(runs["green-main"].stages["build"].details))
+    build = runs["green-main"].stages["build"].details
+    environments.adopt("production", release.images_of(build["images"], build["revision"]))
 
 
 @then("the promotion is recorded with who promoted which release and when")
@@ -277,9 +276,6 @@ def _(
     assert release.running_digests(kube.api, "ce-production") == before
 
 
-_ENGINE = "app.kubernetes.io/part-of=consciousness-engine"
-
-
 def _deployer(paths: Paths, *arguments: str) -> subprocess.CompletedProcess[str]:
     """The deployer's command line, as the operator runs it (one command, its own process)."""
     return subprocess.run(
@@ -298,16 +294,6 @@ def _node_image(provider: ClusterProvider, node: str, ref: str) -> tuple[str, se
     assert code == 0, output.decode(errors="replace")
     status = json.loads(output)["status"]
     return status["id"], {digest.rsplit("@", 1)[-1] for digest in status.get("repoDigests", [])}
-
-
-def _images(build: dict[str, Any]) -> EngineImages:
-    images = build["images"]
-    return EngineImages(
-        api=images["api"],
-        worker=images["worker"],
-        postgres=images["postgres"],
-        revision=build["revision"],
-    )
 
 
 def _seconds(started: float | None, finished: float | None) -> float:
