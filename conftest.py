@@ -18,7 +18,7 @@ pytest.register_assert_rewrite("steps")
 from deployer.actions import cluster as cluster_actions
 from deployer.actions.deploy import Target
 from deployer.settings import Paths, default_paths
-from steps.support.environments import Environments
+from steps.support.environments import Environments, needed_in_order
 from steps.support.kube import Kube
 from steps.support.provider import ClusterProvider, existing_provider, kind_provider
 from steps.support.report import record_session_fact
@@ -96,11 +96,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Scenarios tagged @not_implemented are reported as such, never run, never passed.
 
     The delivery pipeline's scenarios run last: it rolls a new release onto the
-    environments the other scenarios deployed (a rollout, not a second deploy)."""
-    items.sort(key=lambda item: item.get_closest_marker("delivery") is not None)
+    environments the other scenarios deployed (a rollout, not a second deploy).
+    Just before them come the @light ones: they run while the pipeline's staging
+    deploy does (the suite releases staging to it when the first of them starts)."""
+    items.sort(key=run_order)
     for item in items:
         if item.get_closest_marker("not_implemented"):
             item.add_marker(pytest.mark.skip(reason="not implemented: steps are not written yet"))
+
+
+def run_order(item: pytest.Item) -> int:
+    if item.get_closest_marker("delivery"):
+        return 2
+    return 1 if item.get_closest_marker("light") else 0
 
 
 @pytest.fixture(scope="session")
@@ -145,6 +153,23 @@ def kube(cluster_provider: ClusterProvider) -> Kube:
 def toolbox_image(request: pytest.FixtureRequest) -> str:
     image: str = request.config.option.toolbox_image
     return image
+
+
+@pytest.fixture(scope="session", autouse=True)
+def environments_ahead(request: pytest.FixtureRequest, cluster_provider: ClusterProvider) -> None:
+    """The environments the selected scenarios need start deploying once the cluster is
+    up, while the cluster's own scenarios run; a scenario waits for its environment."""
+    if cluster_provider.kind_name is None:
+        return
+    scenarios = [
+        str(item.obj.__doc__).partition(": ")[2]  # pytest-bdd: "<feature file>: <scenario>"
+        for item in request.session.items
+        if isinstance(item, pytest.Function) and not item.get_closest_marker("not_implemented")
+    ]
+    names = needed_in_order(Path(request.config.rootpath) / "features", scenarios)
+    if names:
+        environments: Environments = request.getfixturevalue("environments")
+        environments.deploy_ahead(names)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ Feature: R5 - Isolated dev, staging and production (product owner)
     When the same bounded load is sent to each from inside the cluster
     Then production serves more requests per second with a lower p99 latency than dev
 
-  @R5.4 @environments
+  @R5.4 @environments @light
   Scenario: Configuration follows the environment automatically
     Given the "dev" and "production" environments are deployed
     Then each running engine-api reports its own environment's configuration

@@ -37,14 +37,14 @@ Feature: R3 - Complete monitoring and observability (system administrator)
     When the engine-api pod that logged them is deleted
     Then its lines are still found in the log store
 
-  @R3.4 @observability
+  @R3.4 @observability @light
   Scenario: A change in load is visible within 30 seconds, in Prometheus and in the live view
     Given the "dev" environment is deployed
     When a client starts sending 20 requests a second to the engine API
     Then Prometheus shows the new rate within 30 seconds, from samples less than 30 seconds old
     And the live view in a browser shows the engine's figures
 
-  @R3.5 @observability
+  @R3.5 @observability @light
   Scenario: History for capacity planning survives restarts and is kept 13 months
     Given the "dev" environment is deployed
     Then the running Prometheus keeps at least 13 months of data on a persistent volume

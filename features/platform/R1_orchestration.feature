@@ -1,7 +1,7 @@
 Feature: R1 - Containerised, orchestrated infrastructure (CTO)
   Scalability, resilience and easy deployment of the Consciousness Engine.
 
-  @R1.1 @performance
+  @R1.1 @performance @light
   Scenario: The deployed services run in optimised containers
     Given a running cluster
     And a fresh namespace

@@ -2,14 +2,14 @@ Feature: R4 - Secure by design (security officer)
   Protect the platform's data and communications. Every refusal is shown
   beside an accepted control in the same run, so a broken probe cannot pass.
 
-  @R4.1 @security
+  @R4.1 @security @light
   Scenario: The engine reaches Postgres only over mutually authenticated TLS
     Given a running cluster
     And the "dev" and "production" environments are deployed
     Then every engine connection to dev's Postgres uses TLS 1.3 with a verified client certificate
     And from dev's engine-api pod Postgres accepts the engine's certificate and refuses plaintext, no certificate and production's certificate
 
-  @R4.1 @security
+  @R4.1 @security @light
   Scenario: Clients reach the engine API only over TLS, and the wire shows no plaintext
     Given a running cluster
     And a fresh namespace
@@ -40,7 +40,7 @@ Feature: R4 - Secure by design (security officer)
     Then every Secret's raw etcd value is under the new key
     And the engine API restarted after the rotation still accepts its environment's tokens
 
-  @R4.2 @security
+  @R4.2 @security @light
   Scenario: User content is ciphertext in the database files on the node
     Given a running cluster
     And the "dev" environment is deployed
@@ -48,7 +48,7 @@ Feature: R4 - Secure by design (security officer)
     Then the API reads the title back in clear
     And the database files on the node hold the writer's name but not the title
 
-  @R4.3 @security
+  @R4.3 @security @light
   Scenario: The engine's secrets are nowhere but in their Secret and their mounted files
     Given a running cluster
     And a fresh namespace
@@ -59,7 +59,7 @@ Feature: R4 - Secure by design (security officer)
     And a secret scanner finds nothing in the repository, but finds a planted key
     And no identity of the stack's namespaces can read a Secret, while a granted one can
 
-  @R4.4 @security
+  @R4.4 @security @light
   Scenario: Authentication and authorisation are enforced on every route
     Given a running cluster
     And the "dev" environment is deployed
@@ -68,7 +68,7 @@ Feature: R4 - Secure by design (security officer)
     And repeated failures from one client are rate limited while another client is served
     And the Kubernetes API refuses an anonymous request for the environment's secrets
 
-  @R4.4 @security
+  @R4.4 @security @light
   Scenario: Pod Security admission rejects privileged, host and root pods in the stack's namespace
     Given a running cluster
     And a fresh namespace
@@ -76,7 +76,7 @@ Feature: R4 - Secure by design (security officer)
     Then a compliant pod is admitted in the environment's namespace
     And a privileged pod, a hostPath pod and a root pod are each rejected with the API's reason
 
-  @R4.4 @security
+  @R4.4 @security @light
   Scenario: The cluster's own endpoints pass the CIS Kubernetes Benchmark's kubeadm checks
     Given a running cluster
     And a fresh namespace
@@ -85,7 +85,7 @@ Feature: R4 - Secure by design (security officer)
     And profiling is off on the API server, the controller manager and the scheduler
     And the control plane's keys and configuration files are readable by root only
 
-  @R4.5 @security
+  @R4.5 @security @light
   Scenario: Secret access and refused engine requests are audited, and tampering is detected
     Given a running cluster
     And the "dev" environment is deployed

@@ -81,21 +81,24 @@ def pushed(developer: Developer) -> Developer:
     return developer
 
 
+def delivery_runs_here(request: pytest.FixtureRequest) -> bool:
+    """Delivery scenarios are selected, and the cluster can run images built on this machine."""
+    if not any(
+        item.get_closest_marker("delivery") and not item.get_closest_marker("not_implemented")
+        for item in request.session.items
+    ):
+        return False
+    provider: ClusterProvider = request.getfixturevalue("cluster_provider")
+    return provider.can(LOCAL_IMAGES)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def early_pushes(request: pytest.FixtureRequest) -> None:
     """Push as soon as the cluster is up when delivery scenarios are selected: the runs'
     tests and builds overlap the first scenarios, and their staging deploy waits for the
     suite's hold. A failure here is not the first scenario's: it is raised again to the
     delivery scenarios, which ask for the same fixture."""
-    delivery = [
-        item
-        for item in request.session.items
-        if item.get_closest_marker("delivery") and not item.get_closest_marker("not_implemented")
-    ]
-    if not delivery:
-        return
-    provider: ClusterProvider = request.getfixturevalue("cluster_provider")
-    if not provider.can(LOCAL_IMAGES):
+    if not delivery_runs_here(request):
         return
     try:
         request.getfixturevalue("pushed")
@@ -103,13 +106,25 @@ def early_pushes(request: pytest.FixtureRequest) -> None:
         log.warning("pushing to the pipeline failed; the delivery scenarios will say: %s", error)
 
 
+@pytest.fixture(autouse=True)
+def staging_to_the_pipeline_beside_light_scenarios(request: pytest.FixtureRequest) -> None:
+    """The first @light scenario hands staging to the pipeline: its deploy and validation
+    run while the light scenarios (which use no staging and need no quiet machine) do."""
+    if request.node.get_closest_marker("light") and delivery_runs_here(request):
+        request.getfixturevalue("staging_released")
+
+
 @pytest.fixture(scope="session")
-def pipeline_runs(
-    pushed: Developer, environments: Environments, staging_hold: ExitStack
-) -> dict[str, RunRecord]:
-    """The finished runs: staging is up (the pipeline delivers onto it), then released."""
+def staging_released(environments: Environments, staging_hold: ExitStack) -> None:
+    """Staging is up (the pipeline delivers onto it), then its lock is released."""
     environments.ensure("staging")
     staging_hold.close()
+    log.info("staging handed to the pipeline")
+
+
+@pytest.fixture(scope="session")
+def pipeline_runs(pushed: Developer, staging_released: None) -> dict[str, RunRecord]:
+    """The finished runs."""
     return {label: pushed.finished_run(push) for label, push in pushed.pushes.items()}
 
 

@@ -18,8 +18,8 @@ from steps.support.kube import Kube, is_ready
 from steps.support.report import RecordFigure
 
 API_SELECTOR = "app.kubernetes.io/name=engine-api"
-# Keep watching after the last rollout: old pods drain for several seconds after it "completes".
-OBSERVE_AFTER_ROLLOUT_S = 15.0
+# Keep watching after the last rollout: old pods drain (15 s) after it "completes".
+OBSERVE_AFTER_ROLLOUT_S = 20.0
 MIN_REQUESTS_DURING_ROLLOUTS = 100  # below this, "zero failures" would say little
 INFO_ASKS = 8
 

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import re
+import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -25,7 +30,10 @@ from deployer.settings import Paths
 from steps.support.kube import Kube
 from steps.support.workloads import assets_configmap
 
+log = logging.getLogger(__name__)
+
 AUDIENCE = "engine-api"
+DEPLOYED_STEP = re.compile(r'the "(\w+)"(?: and "(\w+)")? environments? (?:is|are) deployed')
 CA_CONFIGMAP = "engine-ca"
 CA_DIR = "/etc/engine-ca"
 CA_FILE = f"{CA_DIR}/ca.crt"
@@ -101,6 +109,10 @@ class Environments:
     toolbox_image: str
     deployed: dict[str, Environment] = field(default_factory=dict)
     images: EngineImages | None = None
+    # One deploy at a time, whichever thread asks: deployed together, environments were
+    # co-located by the scheduler (production's tail latency tripled).
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    ahead: threading.Thread | None = field(default=None, repr=False)
 
     def session_images(self) -> EngineImages:
         """Built once per session: every environment runs the same build, even if HEAD moves."""
@@ -109,9 +121,29 @@ class Environments:
         return self.images
 
     def ensure(self, name: str) -> Environment:
-        if name not in self.deployed:
-            self.deployed[name] = self._deploy(name, self.session_images())
-        return self.deployed[name]
+        if name in self.deployed:  # not waiting behind another environment's deploy
+            return self.deployed[name]
+        with self.lock:
+            if name not in self.deployed:
+                self.deployed[name] = self._deploy(name, self.session_images())
+            return self.deployed[name]
+
+    def deploy_ahead(self, names: list[str]) -> None:
+        """Deploy ``names``, one after the other, in the background while the first scenarios
+        (which need none) run. A failure is only logged: the scenario that asks for that
+        environment deploys it again and fails with the error."""
+
+        def deploy_each() -> None:
+            for name in names:
+                try:
+                    self.ensure(name)
+                except Exception as error:  # noqa: BLE001 - raised again by ensure() in a scenario
+                    log.warning("deploying %s ahead failed (its scenario retries): %s", name, error)
+                    return
+
+        log.info("deploying ahead, one after the other: %s", ", ".join(names))
+        self.ahead = threading.Thread(target=deploy_each, name="deploy-ahead", daemon=True)
+        self.ahead.start()
 
     def _deploy(self, name: str, images: EngineImages) -> Environment:
         deploy_action.deploy(self.paths, name, self.target, images=images)
@@ -171,8 +203,24 @@ class Environments:
         return namespace, "client"
 
     def cleanup(self) -> None:
+        if self.ahead is not None:
+            self.ahead.join()
         for environment in self.deployed.values():
             self.kube.core.delete_namespace(environment.client_namespace, grace_period_seconds=0)
+
+
+def needed_in_order(features: Path, scenarios: Iterable[str]) -> list[str]:
+    """The environments these scenarios (by name) ask to be deployed, in order of first use."""
+    steps_of: dict[str, str] = {}
+    for feature in sorted(features.rglob("*.feature")):
+        for block in re.split(r"^\s*Scenario(?: Outline)?:", feature.read_text(), flags=re.M)[1:]:
+            name, _, text = block.partition("\n")
+            steps_of[name.strip()] = text
+    names: list[str] = []
+    for scenario in scenarios:
+        for match in DEPLOYED_STEP.finditer(steps_of.get(scenario, "")):
+            names += [n for n in match.groups() if n and n not in names]
+    return names
 
 
 def client_pod_manifest(image: str) -> dict[str, Any]:
