@@ -9,14 +9,19 @@ import logging
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 # Steps and their helpers assert; let pytest rewrite them before conftest imports them.
 pytest.register_assert_rewrite("steps")
 
 from deployer.actions import cluster as cluster_actions
+from deployer.actions import release
 from deployer.actions.deploy import Target
+from deployer.errors import DeployerError
 from deployer.settings import Paths, default_paths
 from steps.support.environments import Environments, needed_in_order
 from steps.support.kube import Kube
@@ -145,8 +150,11 @@ def cluster_provider(request: pytest.FixtureRequest, paths: Paths) -> Iterator[C
 
 
 @pytest.fixture(scope="session")
-def kube(cluster_provider: ClusterProvider) -> Kube:
-    return Kube.from_kubeconfig(cluster_provider.kubeconfig, cluster_provider.context)
+def kube(request: pytest.FixtureRequest, cluster_provider: ClusterProvider) -> Kube:
+    kube = Kube.from_kubeconfig(cluster_provider.kubeconfig, cluster_provider.context)
+    version = client.VersionApi(kube.api).get_code()
+    record_session_fact(request.config, "kubernetes_version", version.git_version)
+    return kube
 
 
 @pytest.fixture(scope="session")
@@ -156,25 +164,31 @@ def toolbox_image(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def environments_ahead(request: pytest.FixtureRequest, cluster_provider: ClusterProvider) -> None:
+def environments_ahead(request: pytest.FixtureRequest) -> None:
     """The environments the selected scenarios need start deploying once the cluster is
     up, while the cluster's own scenarios run; a scenario waits for its environment."""
-    if cluster_provider.kind_name is None:
-        return
-    scenarios = [
-        str(item.obj.__doc__).partition(": ")[2]  # pytest-bdd: "<feature file>: <scenario>"
-        for item in request.session.items
-        if isinstance(item, pytest.Function) and not item.get_closest_marker("not_implemented")
-    ]
+    scenarios = []
+    for item in request.session.items:
+        # pytest-bdd documents each scenario's test as "<feature file>: <scenario>".
+        feature, _, scenario = str(getattr(item, "obj", None).__doc__).partition(": ")
+        if feature.endswith(".feature") and not item.get_closest_marker("not_implemented"):
+            scenarios.append(scenario)
     names = needed_in_order(Path(request.config.rootpath) / "features", scenarios)
-    if names:
+    provider: ClusterProvider | None = (
+        request.getfixturevalue("cluster_provider") if names else None
+    )
+    if provider is not None and provider.kind_name is not None:
         environments: Environments = request.getfixturevalue("environments")
         environments.deploy_ahead(names)
 
 
 @pytest.fixture(scope="session")
 def environments(
-    cluster_provider: ClusterProvider, kube: Kube, paths: Paths, toolbox_image: str
+    request: pytest.FixtureRequest,
+    cluster_provider: ClusterProvider,
+    kube: Kube,
+    paths: Paths,
+    toolbox_image: str,
 ) -> Iterator[Environments]:
     """The engine's environments, each deployed the first time a scenario needs it."""
     if cluster_provider.kind_name is None:
@@ -185,4 +199,16 @@ def environments(
     try:
         yield deployed
     finally:
+        record_images_under_test(request.config, kube, deployed)
         deployed.cleanup()
+
+
+def record_images_under_test(config: pytest.Config, kube: Kube, deployed: Environments) -> None:
+    """For the evidence bundle: each environment's image refs and the digests its pods ran."""
+    running: dict[str, Any] = {}
+    for name, environment in deployed.deployed.items():
+        try:
+            running[name] = release.running_digests(kube.api, environment.namespace)
+        except (DeployerError, ApiException) as error:
+            running[name] = f"unknown: {error}"
+    record_session_fact(config, "engine_images_under_test", running)

@@ -20,6 +20,7 @@ from deployer.actions import (
     cluster,
     cluster_security,
     deploy,
+    evidence,
     monitoring,
     pipeline,
     release,
@@ -29,7 +30,7 @@ from deployer.actions.build import build_all
 from deployer.actions.engine import ensure_engine
 from deployer.actions.engine_images import build_engine_images, image_refs
 from deployer.errors import ConfigError, DeployerError
-from deployer.lower import audit_chain
+from deployer.lower import audit_chain, signing
 from deployer.lower.kube import api_client
 from deployer.lower.prometheus import Prometheus
 from deployer.settings import Paths, default_paths
@@ -86,6 +87,25 @@ def parser() -> argparse.ArgumentParser:
     audit_verbs.add_parser(
         "verify", help="check that no audit event was altered, removed or reordered"
     ).add_argument("log", help="engine-api log file (kubectl logs ... > file), or - for stdin")
+
+    evidence_cmd = commands.add_parser(
+        "evidence", help="seal a report folder for a release approval, or verify one"
+    )
+    evidence_verbs = evidence_cmd.add_subparsers(dest="verb", required=True)
+    seal_cmd = evidence_verbs.add_parser(
+        "seal", help="write its manifest (SHA-256 of every file) and signature, then archive it"
+    )
+    seal_cmd.add_argument("report", type=Path, help="a report folder, e.g. reports/latest")
+    verify_cmd = evidence_verbs.add_parser(
+        "verify", help="check the signature and every file; name what was altered, added, removed"
+    )
+    verify_cmd.add_argument("bundle", type=Path, help="a sealed report folder or its archive")
+    verify_cmd.add_argument(
+        "--public-key",
+        type=Path,
+        default=None,
+        help="the signer's public key (default: this machine's signing key's public part)",
+    )
 
     monitoring_cmd = commands.add_parser(
         "monitoring", help="(re)apply the monitoring plane (infra/monitoring) to a cluster"
@@ -229,6 +249,39 @@ def verify_audit_log(source: str) -> int:
     return 0 if report.intact else 1
 
 
+def run_evidence(args: argparse.Namespace) -> int:
+    """seal: 0 when written. verify: 0 intact, 1 tampered (each file named), 2 unusable input."""
+    if args.verb == "seal":
+        key = signing.load_or_create()
+        if key.created:
+            log.info(
+                "made a new signing key %s; publish its public part: %s",
+                key.source,
+                signing.public_file(Path(key.source)),
+            )
+        sealed = evidence.seal(args.report.resolve(), key, {"sealed_by": "deployer evidence seal"})
+        print(sealed.archive)
+        return 0
+    if args.public_key:
+        public, source = signing.load_public(args.public_key), str(args.public_key)
+    else:
+        public, source = signing.local_public_key()
+    verdict = evidence.verify(args.bundle, public)
+    print(
+        f"signed by {verdict.signer}: signature {'valid' if verdict.signature_valid else 'INVALID'}"
+        f" for {source}"
+    )
+    for label, names in (
+        ("ALTERED", verdict.altered),
+        ("ADDED", verdict.added),
+        ("REMOVED", verdict.removed),
+    ):
+        for name in names:
+            print(f"{label}: {name}")
+    print("evidence intact" if verdict.intact else "evidence TAMPERED")
+    return 0 if verdict.intact else 1
+
+
 def dispatch(args: argparse.Namespace, paths: Paths) -> int:
     if args.command == "engine":
         ensure_engine(paths)
@@ -289,6 +342,8 @@ def dispatch(args: argparse.Namespace, paths: Paths) -> int:
         print(written.plot_path)
     elif args.command == "audit":
         return verify_audit_log(args.log)
+    elif args.command == "evidence":
+        return run_evidence(args)
     elif args.command == "cluster":
         if args.verb == "up":
             request = cluster.ClusterRequest(

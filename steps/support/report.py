@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import subprocess
 import time
 import tomllib
 from collections.abc import Callable, Generator
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from deployer.actions import evidence
+from deployer.lower import signing
 
 REQUIREMENT_IDS = [f"R{group}.{item}" for group in range(1, 6) for item in range(1, 6)]
 REQUIREMENT_MARK = re.compile(r"^R[1-5]\.[1-5]$")
@@ -62,6 +66,7 @@ class ReportState:
     started: float = field(default_factory=time.time)
     session: dict[str, Any] = field(default_factory=dict)
     deselected: set[str] = field(default_factory=set)  # criteria of deselected scenarios
+    exit_status: int | None = None
 
 
 STATE_KEY = pytest.StashKey[ReportState]()
@@ -226,6 +231,40 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     }
     (state.directory / "requirements.json").write_text(json.dumps(document, indent=2, default=str))
     (state.directory / "coverage.html").write_text(coverage_html(table, other))
+    state.exit_status = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Seal the report once every file is written (pytest-html writes at session finish)."""
+    state = _state(config)
+    if state is None or state.exit_status is None:
+        return
+    key = signing.load_or_create()
+    if key.created:
+        print(
+            f"\nNew evidence signing key {key.source}; publish its public part: "
+            f"{signing.public_file(Path(key.source))}"
+        )
+    facts = {
+        "revision": git_revision(Path(config.rootpath)),
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.started)),
+        "pytest_exit_status": state.exit_status,
+        **state.session,
+    }
+    sealed = evidence.seal(state.directory, key, facts)
+    print(f"\nEvidence bundle: {sealed.archive} ({sealed.files} files, signed by {sealed.signer})")
+
+
+def git_revision(root: Path) -> str:
+    """HEAD, marked "+changes" when the working tree differs from it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    head = git("rev-parse", "HEAD") or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 STATUS_COLOURS = {
