@@ -8,7 +8,6 @@ from steps.support.report import (
     ScenarioResult,
     classify_skip,
     coverage,
-    coverage_html,
 )
 
 
@@ -60,8 +59,3 @@ def test_skip_reasons_are_classified() -> None:
     assert classify_skip("Skipped: not implemented: steps are not written yet") == "not_implemented"
     assert classify_skip("not applicable: managed control plane") == "not_applicable"
     assert classify_skip("something else") == "skipped"
-
-
-def test_html_table_has_one_row_per_criterion() -> None:
-    html = coverage_html(coverage(state_with()), [])
-    assert html.count("<tr><td>R") == 25

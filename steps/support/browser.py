@@ -57,8 +57,30 @@ def page_text(html: str) -> str:
     return "\n".join(parser.parts)
 
 
-def screenshot_console(kubeconfig: Path, paths: Paths, out_dir: Path) -> Screenshot:
+def render(url: str, png: Path, window: str = "1280,1000") -> Screenshot:
+    """Load ``url`` in headless Chromium: a screenshot into ``png`` and the rendered text."""
     debian.ensure_commands({"chromium": "chromium"})
+    png.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ce-chromium-") as profile:
+        common = [*CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={window}"]
+        dom = subprocess.run(
+            ["chromium", *common, "--dump-dom", url],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=True,
+        ).stdout
+        subprocess.run(
+            ["chromium", *common, f"--screenshot={png}", url],
+            capture_output=True,
+            timeout=90,
+            check=True,
+        )
+    wait_until(png.exists, timeout=10, interval=0.5, describe="the screenshot file")
+    return Screenshot(png, page_text(dom))
+
+
+def screenshot_console(kubeconfig: Path, paths: Paths, out_dir: Path) -> Screenshot:
     _, kubectl = cluster_actions.built_tools(paths)
     forward = subprocess.Popen(
         [
@@ -83,25 +105,8 @@ def screenshot_console(kubeconfig: Path, paths: Paths, out_dir: Path) -> Screens
         match = FORWARDING.search(line)
         assert match, f"kubectl port-forward said {line!r}"
         url = f"http://127.0.0.1:{match.group(1)}/consoles/engine.html"
-        out_dir.mkdir(parents=True, exist_ok=True)
         png = out_dir / f"live-view-{time.strftime('%Y%m%dT%H%M%S')}.png"
-        with tempfile.TemporaryDirectory(prefix="ce-chromium-") as profile:
-            common = [*CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1280,1000"]
-            dom = subprocess.run(
-                ["chromium", *common, "--dump-dom", url],
-                capture_output=True,
-                text=True,
-                timeout=90,
-                check=True,
-            ).stdout
-            subprocess.run(
-                ["chromium", *common, f"--screenshot={png}", url],
-                capture_output=True,
-                timeout=90,
-                check=True,
-            )
-        wait_until(png.exists, timeout=10, interval=0.5, describe="the screenshot file")
-        return Screenshot(png, page_text(dom))
+        return render(url, png)
     finally:
         forward.terminate()
         forward.wait(timeout=10)

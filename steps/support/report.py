@@ -8,7 +8,6 @@ measured; the HTML report shows the same as a 25-row coverage table.
 
 from __future__ import annotations
 
-import html
 import json
 import re
 import subprocess
@@ -23,10 +22,12 @@ import pytest
 
 from deployer.actions import evidence
 from deployer.lower import signing
+from steps.support import approval
 
 REQUIREMENT_IDS = [f"R{group}.{item}" for group in range(1, 6) for item in range(1, 6)]
 REQUIREMENT_MARK = re.compile(r"^R[1-5]\.[1-5]$")
 FIGURE_PREFIX = "figure."
+DETAIL_LINES = 25
 NOT_IMPLEMENTED = "not implemented"
 NOT_APPLICABLE = "not applicable"
 
@@ -53,8 +54,10 @@ class ScenarioResult:
     nodeid: str
     name: str
     requirements: list[str]
+    title: str = ""  # the scenario's own title, from the feature file
     status: str = "passed"
     reason: str = ""
+    detail: str = ""  # the end of a failure's output
     duration_s: float = 0.0
     figures: dict[str, Any] = field(default_factory=dict)
 
@@ -143,6 +146,8 @@ def pytest_runtest_makereport(
             requirements=sorted(
                 m.name for m in item.iter_markers() if REQUIREMENT_MARK.match(m.name)
             ),
+            # pytest-bdd documents a scenario's test as "<feature file>: <scenario>".
+            title=str(getattr(item, "obj", None).__doc__ or "").partition(": ")[2],
         ),
     )
     result.duration_s += report.duration
@@ -159,6 +164,7 @@ def pytest_runtest_makereport(
             if report.longreprtext
             else report.when
         )
+        result.detail = "\n".join(report.longreprtext.strip().splitlines()[-DETAIL_LINES:])
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -168,6 +174,19 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
             state.deselected.update(
                 m.name for m in item.iter_markers() if REQUIREMENT_MARK.match(m.name)
             )
+
+
+def scenario_entry(result: ScenarioResult) -> dict[str, Any]:
+    return {
+        "name": result.name,
+        "title": result.title,
+        "nodeid": result.nodeid,
+        "status": result.status,
+        "reason": result.reason,
+        "detail": result.detail,
+        "duration_s": round(result.duration_s, 2),
+        "figures": result.figures,
+    }
 
 
 def coverage(state: ReportState) -> dict[str, dict[str, Any]]:
@@ -183,54 +202,53 @@ def coverage(state: ReportState) -> dict[str, dict[str, Any]]:
             figures.update(scenario.figures)
         table[requirement] = {
             "status": status,
-            "scenarios": [
-                {
-                    "name": r.name,
-                    "nodeid": r.nodeid,
-                    "status": r.status,
-                    "reason": r.reason,
-                    "duration_s": round(r.duration_s, 2),
-                    "figures": r.figures,
-                }
-                for r in scenarios
-            ],
+            "scenarios": [scenario_entry(r) for r in scenarios],
             "figures": figures,
         }
     return table
+
+
+def run_document(state: ReportState, root: Path, exitstatus: int) -> dict[str, Any]:
+    """requirements.json's content: the coverage table, the session facts, the budgets."""
+    table = coverage(state)
+    summary = {
+        status: sum(1 for entry in table.values() if entry["status"] == status)
+        for status in SEVERITY
+    }
+    return {
+        "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "duration_s": round(time.time() - state.started, 1),
+        "pytest_exit_status": int(exitstatus),
+        "summary": summary,
+        "session": state.session,
+        "budgets": load_budgets(root),
+        "requirements": table,
+        "other_scenarios": [
+            scenario_entry(r) for r in state.results.values() if not r.requirements
+        ],
+    }
+
+
+def approval_fragment(document: dict[str, Any], root: Path, state: ReportState) -> str:
+    return approval.page(
+        document,
+        approval.load_criteria(root / "features" / "criteria.toml"),
+        document["budgets"],
+        state.directory / "evidence",
+        approval.latest_controls(root / "reports"),
+    )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = _state(session.config)
     if state is None:
         return
-    table = coverage(state)
-    other = [
-        {
-            "name": r.name,
-            "nodeid": r.nodeid,
-            "status": r.status,
-            "reason": r.reason,
-            "figures": r.figures,
-        }
-        for r in state.results.values()
-        if not r.requirements
-    ]
-    summary = {
-        status: sum(1 for entry in table.values() if entry["status"] == status)
-        for status in SEVERITY
-    }
-    document = {
-        "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "duration_s": round(time.time() - state.started, 1),
-        "pytest_exit_status": int(exitstatus),
-        "summary": summary,
-        "session": state.session,
-        "budgets": load_budgets(Path(session.config.rootpath)),
-        "requirements": table,
-        "other_scenarios": other,
-    }
+    root = Path(session.config.rootpath)
+    document = run_document(state, root, exitstatus)
     (state.directory / "requirements.json").write_text(json.dumps(document, indent=2, default=str))
-    (state.directory / "coverage.html").write_text(coverage_html(table, other))
+    (state.directory / "summary.html").write_text(
+        approval.standalone(approval_fragment(document, root, state))
+    )
     state.exit_status = int(exitstatus)
 
 
@@ -267,51 +285,13 @@ def git_revision(root: Path) -> str:
     return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
-STATUS_COLOURS = {
-    "passed": "#1a7f37",
-    "failed": "#cf222e",
-    "not_implemented": "#9a6700",
-    "not_applicable": "#57606a",
-    "not_run": "#57606a",
-    "skipped": "#57606a",
-}
-
-
-def table_row(label: str, status: str, names: list[str], figures: dict[str, Any]) -> str:
-    shown = "<br>".join(
-        f"{html.escape(str(k))} = {html.escape(str(v))}" for k, v in figures.items()
-    )
-    return (
-        f"<tr><td>{label}</td><td style='color:{STATUS_COLOURS[status]};font-weight:bold'>"
-        f"{status}</td><td>{'<br>'.join(html.escape(n) for n in names) or '-'}</td>"
-        f"<td>{shown or '-'}</td></tr>"
-    )
-
-
-def coverage_html(table: dict[str, dict[str, Any]], other: list[dict[str, Any]]) -> str:
-    rows = [
-        table_row(
-            requirement, entry["status"], [s["name"] for s in entry["scenarios"]], entry["figures"]
-        )
-        for requirement, entry in table.items()
-    ] + [table_row("(smoke)", s["status"], [s["name"]], s["figures"]) for s in other]
-    return (
-        "<h2>Requirement coverage</h2><table border='1' cellpadding='4' style='border-collapse:"
-        "collapse'><tr><th>Criterion</th><th>Status</th><th>Scenarios</th><th>Figures</th></tr>"
-        + "".join(rows)
-        + "</table>"
-    )
-
-
 def pytest_html_results_summary(
     prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
 ) -> None:
+    """The approval page opens report.html; pytest-html's own table follows it."""
     state = _state(session.config)
     if state is None:
         return
-    other = [
-        {"name": r.name, "status": r.status, "figures": r.figures}
-        for r in state.results.values()
-        if not r.requirements
-    ]
-    prefix.append(coverage_html(coverage(state), other))
+    root = Path(session.config.rootpath)
+    document = run_document(state, root, int(session.exitstatus))
+    prefix.append(approval.embedded(approval_fragment(document, root, state)))
