@@ -23,10 +23,11 @@ from deployer.actions import release
 from deployer.actions.deploy import Target
 from deployer.errors import DeployerError
 from deployer.settings import Paths, default_paths
+from steps.support import matrix
 from steps.support.environments import Environments, needed_in_order
 from steps.support.kube import Kube
 from steps.support.provider import ClusterProvider, existing_provider, kind_provider
-from steps.support.report import record_session_fact
+from steps.support.report import REQUIREMENT_MARK, record_session_fact
 
 pytest_plugins = [
     "steps.support.report",
@@ -82,6 +83,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="image for the suite's probe pods (must be pullable by the cluster)",
     )
     group.addoption(
+        "--list",
+        dest="list_matrix",
+        action="store_true",
+        help="print the traceability matrix (criteria, scenarios, tags, environments); run none",
+    )
+    group.addoption(
         "--acceptance-report",
         action="store_true",
         help="write reports/<UTC timestamp>/ and reports/latest",
@@ -90,6 +97,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """CI stops jobs with SIGTERM: raise KeyboardInterrupt so fixtures still delete the cluster."""
+    if config.option.list_matrix:
+        config.option.collectonly = True
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
@@ -97,17 +106,33 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects: the markers added here select too
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Scenarios tagged @not_implemented are reported as such, never run, never passed.
+    Each scenario is also marked with its criterion's group (R4 for R4.2) and with the
+    environments it deploys (env_staging), so ``-m R4`` or ``-m env_staging`` selects.
 
     The delivery pipeline's scenarios run last: it rolls a new release onto the
     environments the other scenarios deployed (a rollout, not a second deploy).
     Just before them come the @light ones: they run while the pipeline's staging
     deploy does (the suite releases staging to it when the first of them starts)."""
     items.sort(key=run_order)
+    features = Path(config.rootpath) / "features"
     for item in items:
         if item.get_closest_marker("not_implemented"):
             item.add_marker(pytest.mark.skip(reason="not implemented: steps are not written yet"))
+        for group in {
+            m.name.split(".")[0] for m in item.iter_markers() if REQUIREMENT_MARK.match(m.name)
+        }:
+            item.add_marker(group)
+        for name in needed_in_order(features, [matrix.scenario_title(item)]):
+            item.add_marker(matrix.ENVIRONMENT_MARK + name)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.list_matrix:
+        features = Path(session.config.rootpath) / "features"
+        print("\n" + "\n".join(matrix.lines(session.items, features / "criteria.toml")))
 
 
 def run_order(item: pytest.Item) -> int:
