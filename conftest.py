@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from urllib3.exceptions import MaxRetryError
 
 # Steps and their helpers assert; let pytest rewrite them before conftest imports them.
 pytest.register_assert_rewrite("steps")
@@ -28,6 +30,9 @@ from steps.support.environments import Environments, needed_in_order
 from steps.support.kube import Kube
 from steps.support.provider import ClusterProvider, existing_provider, kind_provider
 from steps.support.report import REQUIREMENT_MARK, record_session_fact
+
+COULD_NOT_RUN = 6
+NO_CLUSTER = pytest.StashKey[str]()
 
 pytest_plugins = [
     "steps.support.report",
@@ -135,6 +140,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         print("\n" + "\n".join(matrix.lines(session.items, features / "criteria.toml")))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Exit 1 means non-compliant (a criterion failed); 6 means the run could not judge
+    (no cluster to run on, or its API unreachable), so CI can tell a red release from a
+    broken runner."""
+    reason = session.config.stash.get(NO_CLUSTER, None)
+    if reason and session.exitstatus == pytest.ExitCode.TESTS_FAILED:
+        session.exitstatus = COULD_NOT_RUN
+        record_session_fact(session.config, "could_not_run", reason)
+
+
 def run_order(item: pytest.Item) -> int:
     if item.get_closest_marker("delivery"):
         return 2
@@ -150,16 +166,20 @@ def paths() -> Paths:
 def cluster_provider(request: pytest.FixtureRequest, paths: Paths) -> Iterator[ClusterProvider]:
     """The session's cluster: created once, logs exported, deleted even when tests fail."""
     options = request.config.option
-    if options.kubeconfig:
-        provider = existing_provider(options.kubeconfig, options.context)
-    else:
-        provider = kind_provider(
-            paths,
-            options.cluster_name,
-            options.workers,
-            reuse=options.reuse_cluster,
-            keep=options.keep_cluster,
-        )
+    try:
+        if options.kubeconfig:
+            provider = existing_provider(options.kubeconfig, options.context)
+        else:
+            provider = kind_provider(
+                paths,
+                options.cluster_name,
+                options.workers,
+                reuse=options.reuse_cluster,
+                keep=options.keep_cluster,
+            )
+    except DeployerError as error:  # no verdict on any criterion: the run exits 6, not 1
+        request.config.stash[NO_CLUSTER] = str(error).splitlines()[0]
+        raise
     record_session_fact(request.config, "cluster", provider.name)
     if provider.seconds_to_ready is not None:
         record_session_fact(
@@ -176,8 +196,12 @@ def cluster_provider(request: pytest.FixtureRequest, paths: Paths) -> Iterator[C
 
 @pytest.fixture(scope="session")
 def kube(request: pytest.FixtureRequest, cluster_provider: ClusterProvider) -> Kube:
-    kube = Kube.from_kubeconfig(cluster_provider.kubeconfig, cluster_provider.context)
-    version = client.VersionApi(kube.api).get_code()
+    try:
+        kube = Kube.from_kubeconfig(cluster_provider.kubeconfig, cluster_provider.context)
+        version = client.VersionApi(kube.api).get_code()
+    except (ConfigException, ApiException, MaxRetryError, OSError) as error:
+        request.config.stash[NO_CLUSTER] = f"the cluster's API cannot be reached: {error}"
+        raise
     record_session_fact(request.config, "kubernetes_version", version.git_version)
     return kube
 

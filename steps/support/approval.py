@@ -192,7 +192,11 @@ def page(
     able = shown_able_to_fail(control_entries)
     failed = counts.get("failed", 0) + counts.get("skipped", 0)
     implemented = len(table) - counts.get("not_implemented", 0)
-    if failed:
+    session = document.get("session", {})
+    if "could_not_run" in session:
+        verdict = f"COULD NOT RUN: {session['could_not_run']}"
+        colour = COLOURS["not_applicable"]
+    elif failed:
         verdict = f"NOT COMPLIANT: {failed} {'criterion' if failed == 1 else 'criteria'} failed"
         colour = COLOURS["failed"]
     elif document.get("pytest_exit_status", 0) not in (0,):
@@ -200,7 +204,6 @@ def page(
     else:
         verdict = f"All {counts.get('passed', 0)} criteria that ran passed"
         colour = COLOURS["passed"]
-    session = document.get("session", {})
     facts = ", ".join(
         f"{k.replace('_', ' ')}: {html.escape(_shown(v))}"
         for k, v in session.items()

@@ -239,11 +239,12 @@ def approval_fragment(document: dict[str, Any], root: Path, state: ReportState) 
     )
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+def pytest_sessionfinish(session: pytest.Session) -> None:
     state = _state(session.config)
     if state is None:
         return
     root = Path(session.config.rootpath)
+    exitstatus = int(session.exitstatus)  # conftest may have told "could not run" apart
     document = run_document(state, root, exitstatus)
     (state.directory / "requirements.json").write_text(json.dumps(document, indent=2, default=str))
     (state.directory / "summary.html").write_text(
