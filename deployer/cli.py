@@ -17,6 +17,7 @@ from rich.logging import RichHandler
 
 from deployer.actions import (
     capacity,
+    cloud_checks,
     cluster,
     cluster_security,
     deploy,
@@ -87,6 +88,19 @@ def parser() -> argparse.ArgumentParser:
     audit_verbs.add_parser(
         "verify", help="check that no audit event was altered, removed or reordered"
     ).add_argument("log", help="engine-api log file (kubectl logs ... > file), or - for stdin")
+
+    aws_cmd = commands.add_parser(
+        "aws-check", help="check the AWS footprint's compliance (boto3; R4.x), exit 1 on a failure"
+    )
+    aws_cmd.add_argument("--region", required=True)
+    aws_cmd.add_argument("--endpoint-url", help="an AWS emulator (e.g. moto's server) instead")
+    aws_cmd.add_argument(
+        "--check",
+        action="append",
+        default=[],
+        choices=[c.name for c in cloud_checks.CHECKS],
+        help="only this check (repeatable)",
+    )
 
     evidence_cmd = commands.add_parser(
         "evidence", help="seal a report folder for a release approval, or verify one"
@@ -344,6 +358,14 @@ def dispatch(args: argparse.Namespace, paths: Paths) -> int:
         return verify_audit_log(args.log)
     elif args.command == "evidence":
         return run_evidence(args)
+    elif args.command == "aws-check":
+        findings = cloud_checks.run_checks(args.region, args.endpoint_url, tuple(args.check))
+        for f in findings:
+            verdict = "PASS" if f.compliant else "FAIL"
+            print(f"{verdict} {f.requirement} {f.check:17} {f.resource}: {f.detail}")
+        failed = sum(1 for f in findings if not f.compliant)
+        print(f"{len(findings)} resources checked, {failed} not compliant")
+        return 1 if failed else 0
     elif args.command == "cluster":
         if args.verb == "up":
             request = cluster.ClusterRequest(
