@@ -29,7 +29,7 @@ from steps.support import matrix
 from steps.support.environments import Environments, needed_in_order
 from steps.support.kube import Kube
 from steps.support.provider import ClusterProvider, existing_provider, kind_provider
-from steps.support.report import REQUIREMENT_MARK, record_session_fact
+from steps.support.report import REQUIREMENT_MARK, record_session_fact, scenario_title
 
 COULD_NOT_RUN = 6
 NO_CLUSTER = pytest.StashKey[str]()
@@ -130,7 +130,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             m.name.split(".")[0] for m in item.iter_markers() if REQUIREMENT_MARK.match(m.name)
         }:
             item.add_marker(group)
-        for name in needed_in_order(features, [matrix.scenario_title(item)]):
+        for name in needed_in_order(features, [scenario_title(item)]):
             item.add_marker(matrix.ENVIRONMENT_MARK + name)
 
 
@@ -216,12 +216,11 @@ def toolbox_image(request: pytest.FixtureRequest) -> str:
 def environments_ahead(request: pytest.FixtureRequest) -> None:
     """The environments the selected scenarios need start deploying once the cluster is
     up, while the cluster's own scenarios run; a scenario waits for its environment."""
-    scenarios = []
-    for item in request.session.items:
-        # pytest-bdd documents each scenario's test as "<feature file>: <scenario>".
-        feature, _, scenario = str(getattr(item, "obj", None).__doc__).partition(": ")
-        if feature.endswith(".feature") and not item.get_closest_marker("not_implemented"):
-            scenarios.append(scenario)
+    scenarios = [
+        scenario_title(item)
+        for item in request.session.items
+        if not item.get_closest_marker("not_implemented")
+    ]
     names = needed_in_order(Path(request.config.rootpath) / "features", scenarios)
     provider: ClusterProvider | None = (
         request.getfixturevalue("cluster_provider") if names else None

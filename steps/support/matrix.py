@@ -8,15 +8,9 @@ from pathlib import Path
 import pytest
 
 from steps.support.approval import load_criteria
-from steps.support.report import REQUIREMENT_MARK
+from steps.support.report import REQUIREMENT_MARK, scenario_title
 
 ENVIRONMENT_MARK = "env_"  # env_dev, env_staging, env_production: -m env_staging
-
-
-def scenario_title(item: pytest.Item) -> str:
-    """pytest-bdd documents a scenario's test as "<feature file>: <scenario>"."""
-    feature, _, scenario = str(getattr(item, "obj", None).__doc__).partition(": ")
-    return scenario if feature.endswith(".feature") else ""
 
 
 def lines(items: list[pytest.Item], criteria_file: Path) -> list[str]:

@@ -108,6 +108,13 @@ def evidence_dir(config: pytest.Config) -> Path:
     return base / "evidence"
 
 
+def scenario_title(item: pytest.Item) -> str:
+    """A scenario's own title ("" for a test that is not a scenario): pytest-bdd documents
+    a scenario's test as "<feature file>: <scenario>"."""
+    feature, _, scenario = str(getattr(item, "obj", None).__doc__).partition(": ")
+    return scenario if feature.endswith(".feature") else ""
+
+
 def record_session_fact(config: pytest.Config, name: str, value: Any) -> None:
     """Facts about the whole run (cluster provider, seconds to a Ready cluster, versions)."""
     state = _state(config)
@@ -146,8 +153,7 @@ def pytest_runtest_makereport(
             requirements=sorted(
                 m.name for m in item.iter_markers() if REQUIREMENT_MARK.match(m.name)
             ),
-            # pytest-bdd documents a scenario's test as "<feature file>: <scenario>".
-            title=str(getattr(item, "obj", None).__doc__ or "").partition(": ")[2],
+            title=scenario_title(item),
         ),
     )
     result.duration_s += report.duration
