@@ -37,7 +37,7 @@ Feature: R3 - Complete monitoring and observability (system administrator)
     When the engine-api pod that logged them is deleted
     Then its lines are still found in the log store
 
-  @R3.4 @observability @light
+  @R3.4 @observability
   Scenario: A change in load is visible within 30 seconds, in Prometheus and in the live view
     Given the "dev" environment is deployed
     When a client starts sending 20 requests a second to the engine API

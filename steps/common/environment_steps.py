@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import statistics
 import uuid
 from typing import Any
 
@@ -317,16 +318,17 @@ def _(
 
 
 # Two phases per environment, the same for both: capacity (closed loop, as fast as the
-# clients can go) and latency at one fixed arrival rate, 90 % of dev's capacity. p99 at
+# clients can go) and latency at one fixed arrival rate, 80 % of dev's capacity. p99 at
 # saturation is mostly CPU-scheduling noise on 2 shared cores; at a fixed rate it shows
 # whether the environment has headroom. The latency phase runs three times per
-# environment, interleaved (dev, production, dev, ...), and each environment's best p99
-# counts: one stall of the shared load generator or node must not decide the verdict
-# (with the monitoring plane scraping beside them, two trials once gave production
-# 132.3 ms against dev's 101.9 ms while production's p50 was 5.2 ms against 28.3 ms).
+# environment, interleaved (dev, production, dev, ...), and each environment's median
+# p99 counts: one stall of the shared load generator or node must not decide the
+# verdict either way. (The best of three did: at 90 % dev sat on its capacity's edge,
+# one lucky trial at 182 ms beside two collapsed ones at 2.4 and 3.8 s beat production's
+# 412, 466 and 810 ms.)
 LOAD = {"CONCURRENCY": "8", "DURATION": "15", "MAX_REQUESTS": "60000"}
 LATENCY_TRIALS = 3
-LATENCY_RATE_OF_DEV_CAPACITY = 0.9
+LATENCY_RATE_OF_DEV_CAPACITY = 0.8
 MAX_ERROR_RATIO = 0.01
 
 
@@ -394,13 +396,13 @@ def _(load_results: dict[str, dict[str, Any]], record_figure: RecordFigure) -> N
         )
     capacity = {env: load_results[f"{env}_capacity"]["rps"] for env in ("dev", "production")}
     p99 = {
-        env: min(
+        env: statistics.median(
             load_results[f"{env}_latency_{trial}"]["p99_ms"]
             for trial in range(1, LATENCY_TRIALS + 1)
         )
         for env in ("dev", "production")
     }
-    record_figure("dev_best_latency_p99_ms", p99["dev"])
-    record_figure("production_best_latency_p99_ms", p99["production"])
+    record_figure("dev_median_latency_p99_ms", p99["dev"])
+    record_figure("production_median_latency_p99_ms", p99["production"])
     assert capacity["production"] > capacity["dev"], f"production is not faster: {capacity}"
-    assert p99["production"] < p99["dev"], f"production's best p99 is not lower: {p99} ms"
+    assert p99["production"] < p99["dev"], f"production's median p99 is not lower: {p99} ms"
