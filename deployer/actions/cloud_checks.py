@@ -56,53 +56,54 @@ def kms_rotation(session: Any) -> Iterator[tuple[str, bool, str]]:
             yield meta["Arn"], bool(on), "rotation enabled" if on else "rotation OFF"
 
 
-def s3_encryption(session: Any) -> Iterator[tuple[str, bool, str]]:
+def _bucket_settings(
+    session: Any, read: str, missing: str
+) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """Each bucket's answer to ``read`` (an S3 client method), None when it has none."""
     s3 = session.client("s3")
     for bucket in s3.list_buckets()["Buckets"]:
-        name = bucket["Name"]
         try:
-            rules = s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]
+            yield bucket["Name"], getattr(s3, read)(Bucket=bucket["Name"])
         except ClientError as error:
-            if _code(error) != "ServerSideEncryptionConfigurationNotFoundError":
+            if _code(error) != missing:
                 raise
+            yield bucket["Name"], None
+
+
+def s3_encryption(session: Any) -> Iterator[tuple[str, bool, str]]:
+    settings = _bucket_settings(
+        session, "get_bucket_encryption", "ServerSideEncryptionConfigurationNotFoundError"
+    )
+    for name, answer in settings:
+        if answer is None:
             yield name, False, "no default encryption"
             continue
-        algorithms = {
-            r["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] for r in rules["Rules"]
-        }
+        rules = answer["ServerSideEncryptionConfiguration"]["Rules"]
+        algorithms = {r["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] for r in rules}
         kms = bool(algorithms & {"aws:kms", "aws:kms:dsse"})
         yield name, kms, f"default encryption {', '.join(sorted(algorithms))}"
 
 
 def s3_public_access(session: Any) -> Iterator[tuple[str, bool, str]]:
-    s3 = session.client("s3")
-    for bucket in s3.list_buckets()["Buckets"]:
-        name = bucket["Name"]
-        try:
-            block = s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"]
-        except ClientError as error:
-            if _code(error) != "NoSuchPublicAccessBlockConfiguration":
-                raise
+    settings = _bucket_settings(
+        session, "get_public_access_block", "NoSuchPublicAccessBlockConfiguration"
+    )
+    for name, answer in settings:
+        if answer is None:
             yield name, False, "no public access block"
             continue
-        off = sorted(k for k, v in block.items() if not v)
+        off = sorted(k for k, v in answer["PublicAccessBlockConfiguration"].items() if not v)
         yield name, not off, "all public access blocked" if not off else f"not blocked: {off}"
 
 
 def s3_tls_only(session: Any) -> Iterator[tuple[str, bool, str]]:
-    s3 = session.client("s3")
-    for bucket in s3.list_buckets()["Buckets"]:
-        name = bucket["Name"]
-        try:
-            policy = json.loads(s3.get_bucket_policy(Bucket=name)["Policy"])
-        except ClientError as error:
-            if _code(error) != "NoSuchBucketPolicy":
-                raise
+    for name, answer in _bucket_settings(session, "get_bucket_policy", "NoSuchBucketPolicy"):
+        if answer is None:
             yield name, False, "no bucket policy: plain HTTP is allowed"
             continue
         denies = [
             s
-            for s in _statements(policy)
+            for s in _statements(json.loads(answer["Policy"]))
             if s.get("Effect") == "Deny"
             and str(s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport")).lower()
             == "false"

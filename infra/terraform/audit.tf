@@ -2,7 +2,7 @@
 # also sent to CloudWatch Logs for 13 months (R4.5).
 resource "aws_cloudtrail" "environment" {
   name                          = local.name
-  s3_bucket_name                = aws_s3_bucket.trail.id
+  s3_bucket_name                = module.trail_bucket.id
   is_multi_region_trail         = true
   include_global_service_events = true
   enable_log_file_validation    = true
@@ -10,14 +10,14 @@ resource "aws_cloudtrail" "environment" {
   cloud_watch_logs_group_arn    = "${aws_cloudwatch_log_group.trail.arn}:*"
   cloud_watch_logs_role_arn     = aws_iam_role.trail.arn
   sns_topic_name                = aws_sns_topic.trail.name
-  depends_on                    = [aws_s3_bucket_policy.trail]
+  depends_on                    = [module.trail_bucket]
 
   event_selector {
     read_write_type           = "All"
     include_management_events = true
     data_resource {
       type   = "AWS::S3::Object"
-      values = ["${aws_s3_bucket.engine.arn}/"]
+      values = ["${module.engine_bucket.arn}/"]
     }
   }
 }
@@ -61,64 +61,29 @@ data "aws_iam_policy_document" "trail_logs" {
   }
 }
 
-# The trail's bucket: written by CloudTrail only, never public, TLS only, kept 13 months.
-resource "aws_s3_bucket" "trail" {
-  # checkov:skip=CKV_AWS_144:one region per environment; versioned objects, copies across
-  # regions are the account's disaster-recovery plan, not this configuration's
-  bucket = "${local.name}-trail-${local.account}"
+# The trail's bucket: written by CloudTrail only, kept 13 months.
+module "trail_bucket" {
+  source                 = "./modules/private-bucket"
+  name                   = "${local.name}-trail-${local.account}"
+  kms_key_arn            = aws_kms_key.environment.arn
+  expire_after_days      = var.log_retention_days
+  noncurrent_days        = 30
+  extra_policy_documents = [data.aws_iam_policy_document.trail_writes.json]
 }
 
-resource "aws_s3_bucket_server_side_encryption_configuration" "trail" {
-  bucket = aws_s3_bucket.trail.id
-  rule {
-    apply_server_side_encryption_by_default {
-      sse_algorithm     = "aws:kms"
-      kms_master_key_id = aws_kms_key.environment.arn
-    }
-    bucket_key_enabled = true
-  }
-}
-
-# Object events go to EventBridge: a deleted evidence bundle or trail file is seen.
-resource "aws_s3_bucket_notification" "trail" {
-  bucket      = aws_s3_bucket.trail.id
-  eventbridge = true
-}
-
-resource "aws_s3_bucket_public_access_block" "trail" {
-  bucket                  = aws_s3_bucket.trail.id
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_versioning" "trail" {
-  bucket = aws_s3_bucket.trail.id
-  versioning_configuration {
-    status = "Enabled"
-  }
-}
-
-resource "aws_s3_bucket_lifecycle_configuration" "trail" {
-  bucket = aws_s3_bucket.trail.id
-  rule {
-    id     = "keep-13-months"
-    status = "Enabled"
-    filter {}
-    expiration {
-      days = var.log_retention_days
-    }
-    noncurrent_version_expiration {
-      noncurrent_days = 30
-    }
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 7
+data "aws_iam_policy_document" "trail_writes" {
+  statement {
+    sid       = "CloudTrailWrites"
+    actions   = ["s3:GetBucketAcl", "s3:PutObject"]
+    resources = [local.trail_bucket_arn, "${local.trail_bucket_arn}/*"]
+    principals {
+      type        = "Service"
+      identifiers = ["cloudtrail.amazonaws.com"]
     }
   }
 }
 
-resource "aws_s3_bucket_policy" "trail" {
-  bucket = aws_s3_bucket.trail.id
-  policy = data.aws_iam_policy_document.tls_only["trail"].json
+locals {
+  # Known before the bucket exists: its policy cannot depend on the module's own output.
+  trail_bucket_arn = "arn:${data.aws_partition.current.partition}:s3:::${local.name}-trail-${local.account}"
 }
