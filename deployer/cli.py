@@ -161,6 +161,17 @@ def add_pipeline_commands(commands: Any) -> None:
     promote_cmd.add_argument("--from", dest="source", default="staging")
     promote_cmd.add_argument("--revision", help="a validated release (default: what --from runs)")
     promote_cmd.add_argument("--cluster", default="ce")
+    promote_cmd.add_argument(
+        "--require-evidence",
+        type=Path,
+        metavar="BUNDLE",
+        help="promote only if this sealed acceptance run passed and ran this release's digests",
+    )
+    promote_cmd.add_argument(
+        "--public-key",
+        type=Path,
+        help="key the bundle must be signed with (default: this machine's)",
+    )
     commands.add_parser("actionlint", help="lint .github/workflows with actionlint (built here)")
 
     pipe = commands.add_parser("pipeline", help="the delivery pipeline (git remote + act)")
@@ -273,6 +284,13 @@ def aws_findings(args: argparse.Namespace) -> list[Any]:
     return cloud_checks.run_checks(args.region, args.endpoint_url, tuple(args.check))
 
 
+def trusted_key(args: argparse.Namespace) -> tuple[Any, str]:
+    """--public-key, or the public part of this machine's signing key; and where it came from."""
+    if args.public_key:
+        return signing.load_public(args.public_key), str(args.public_key)
+    return signing.local_public_key()
+
+
 def run_evidence(args: argparse.Namespace) -> int:
     """seal: 0 when written. verify: 0 intact, 1 tampered (each file named), 2 unusable input."""
     if args.verb == "seal":
@@ -286,10 +304,7 @@ def run_evidence(args: argparse.Namespace) -> int:
         sealed = evidence.seal(args.report.resolve(), key, {"sealed_by": "deployer evidence seal"})
         print(sealed.archive)
         return 0
-    if args.public_key:
-        public, source = signing.load_public(args.public_key), str(args.public_key)
-    else:
-        public, source = signing.local_public_key()
+    public, source = trusted_key(args)
     verdict = evidence.verify(args.bundle, public)
     print(
         f"signed by {verdict.signer}: signature {'valid' if verdict.signature_valid else 'INVALID'}"
@@ -331,8 +346,14 @@ def dispatch(args: argparse.Namespace, paths: Paths) -> int:
     elif args.command == "pipeline":
         return run_pipeline(args, paths)
     elif args.command == "promote":
+        gate = (args.require_evidence, trusted_key(args)[0]) if args.require_evidence else None
         promotion = release.promote(
-            paths, target_for(paths, args.cluster), args.to, args.source, args.revision
+            paths,
+            target_for(paths, args.cluster),
+            args.to,
+            args.source,
+            args.revision,
+            evidence_gate=gate,
         )
         print(
             f"{promotion.target} runs {promotion.revision} (from {promotion.source}), "

@@ -139,3 +139,23 @@ def test_the_cli_exits_0_when_intact_1_when_tampered_2_when_unusable(
         with pytest.raises(ConfigError):
             evidence_command("verify", str(unusable))
     assert ConfigError.exit_code == 2
+
+
+def test_a_release_passes_the_gate_only_if_a_passing_sealed_run_ran_its_digests(
+    report: Path,
+) -> None:
+    running = {"ce.local/engine-api:1.0.0-abc": "sha256:aaa"}
+    key = signing.load_or_create()
+    public = key.private.public_key()
+    facts = {"pytest_exit_status": 0, "engine_images_under_test": {"staging": running}}
+    evidence.seal(report, key, facts)
+    assert evidence.release_gate(report, public, running).intact
+    with pytest.raises(ConfigError, match="did not run"):
+        evidence.release_gate(report, public, {"ce.local/engine-api:1.0.0-abc": "sha256:bbb"})
+    evidence.seal(report, key, {**facts, "pytest_exit_status": 1})
+    with pytest.raises(ConfigError, match="did not pass"):
+        evidence.release_gate(report, public, running)
+    evidence.seal(report, key, facts)
+    (report / "junit.xml").write_text("<testsuite/> ")
+    with pytest.raises(ConfigError, match="not intact"):
+        evidence.release_gate(report, public, running)

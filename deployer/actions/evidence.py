@@ -138,3 +138,28 @@ def _verify_directory(directory: Path, public_key: Ed25519PublicKey) -> Verdict:
     verdict.removed = sorted(p for p in recorded if p not in actual)
     verdict.added = sorted(p for p in actual if p not in recorded)
     return verdict
+
+
+def release_gate(bundle: Path, public_key: Ed25519PublicKey, digests: dict[str, str]) -> Verdict:
+    """Refuse a release unless ``bundle`` is intact and signed, its acceptance run passed, and
+    that run had these content digests running (the release promoted is the one tested)."""
+    verdict = verify(bundle, public_key)
+    if not verdict.intact:
+        changed = verdict.altered + verdict.added + verdict.removed
+        raise ConfigError(
+            f"evidence {bundle} is not intact (signature "
+            f"{'valid' if verdict.signature_valid else 'INVALID'}; changed: {changed or 'none'})"
+        )
+    status = verdict.facts.get("pytest_exit_status")
+    if status != 0:
+        raise ConfigError(f"the acceptance run sealed in {bundle} did not pass (exit {status})")
+    tested = {
+        digest
+        for running in verdict.facts.get("engine_images_under_test", {}).values()
+        if isinstance(running, dict)
+        for digest in running.values()
+    }
+    untested = {ref: digest for ref, digest in digests.items() if digest not in tested}
+    if untested:
+        raise ConfigError(f"the acceptance run sealed in {bundle} did not run {untested}")
+    return verdict

@@ -18,13 +18,15 @@ import shutil
 import socket
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from deployer.actions import deploy, pipeline
+from deployer.actions import deploy, evidence, pipeline
 from deployer.actions.engine import ensure_engine
 from deployer.actions.engine_images import EngineImages, build_engine_images, image_refs, revision
 from deployer.errors import ConfigError, DeployerError
@@ -313,14 +315,20 @@ def promote(
     source: str = "staging",
     rev: str | None = None,
     who: str | None = None,
+    evidence_gate: tuple[Path, Ed25519PublicKey] | None = None,
 ) -> Promotion:
-    """Deploy to ``to`` the release ``source`` validated (what it runs now, or ``rev``)."""
+    """Deploy to ``to`` the release ``source`` validated (what it runs now, or ``rev``); with
+    ``evidence_gate`` (bundle, trusted key), only if that passing, signed run tested it."""
     deploy.check_environment(to)
     deploy.check_environment(source)
     if to == source:
         raise ConfigError(f"cannot promote {source} to itself")
     api = api_client(target.kubeconfig)
     validation = validated_release(api, source, rev)
+    if evidence_gate is not None:
+        bundle, public_key = evidence_gate
+        evidence.release_gate(bundle, public_key, validation.digests)
+        log.info("evidence %s: signed, passing, and it tested this release", bundle)
     docker = ensure_engine(paths)
     changed = {
         ref: image_id
