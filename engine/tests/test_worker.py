@@ -72,3 +72,23 @@ def test_a_job_whose_worker_dies_mid_job_is_done_once_by_another(database_url: s
         assert not Worker(settings).run_once(other)
         rows = other.execute("SELECT status, result FROM jobs").fetchall()
     assert rows == [("done", reflect("z", 5))]
+
+
+def test_applying_the_schema_again_waits_for_no_reader_or_writer(database_url: str) -> None:
+    """A pod starting during a rollout applies the schema while the others serve: on an
+    up-to-date database it must not queue behind (and so block) their transactions."""
+    settings = prepared(database_url)
+    with psycopg.connect(database_url) as busy:
+        busy.execute("INSERT INTO sessions (title, created_by) VALUES ('t', 'w')")
+        busy.execute("SELECT count(*) FROM jobs")  # an open transaction on both tables
+
+        async def again() -> float:
+            pool = db.make_pool(settings)
+            await pool.open()
+            started = time.monotonic()
+            await db.apply_schema(pool)  # lock_timeout 5 s: a table lock would fail here
+            await pool.close()
+            return time.monotonic() - started
+
+        assert asyncio.run(again()) < 2.0
+        busy.rollback()

@@ -22,8 +22,23 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
     finished_at  TIMESTAMPTZ
 );
-CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (id) WHERE status = 'queued';
--- User content is stored encrypted (ce_engine.crypto): lengths are checked on
--- the plaintext by the API's validation, the ciphertext is longer.
-ALTER TABLE sessions DROP CONSTRAINT IF EXISTS sessions_title_check;
-ALTER TABLE thoughts DROP CONSTRAINT IF EXISTS thoughts_content_check;
+-- Every engine-api pod applies this while the others serve: on an up-to-date
+-- database it must take no table lock. "CREATE INDEX IF NOT EXISTS" and
+-- "ALTER TABLE ... DROP CONSTRAINT IF EXISTS" lock the table before they look
+-- (ALTER TABLE: ACCESS EXCLUSIVE, which queues every read and write behind it),
+-- so the catalog is asked first and they run only when there is work to do.
+DO $$
+BEGIN
+    IF to_regclass('jobs_queued') IS NULL THEN
+        CREATE INDEX jobs_queued ON jobs (id) WHERE status = 'queued';
+    END IF;
+    -- User content is stored encrypted (ce_engine.crypto): lengths are checked on
+    -- the plaintext by the API's validation, the ciphertext is longer.
+    IF EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'sessions_title_check') THEN
+        ALTER TABLE sessions DROP CONSTRAINT sessions_title_check;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'thoughts_content_check') THEN
+        ALTER TABLE thoughts DROP CONSTRAINT thoughts_content_check;
+    END IF;
+END
+$$;
