@@ -18,6 +18,7 @@ import multiprocessing
 import multiprocessing.pool
 import os
 import random
+import socket
 import ssl
 import sys
 import time
@@ -49,14 +50,28 @@ acknowledged: dict[int, str] = {}  # session id -> title a client wrote (gathere
 jobs: dict[int, str] = {}  # job id -> its input (gathered at the end)
 
 
+class CallFailed(OSError):
+    """A request that got no answer, and the phase it failed in."""
+
+
 def call(method: str, path: str, body: dict[str, object] | None = None) -> tuple[int, Any]:
+    """One request on a new connection. A failure says in which phase it happened (TCP
+    connect, TLS handshake, or waiting for the answer): a route to a pod that is gone
+    fails the first, a server that stalls the last."""
     connection = http.client.HTTPSConnection(HOST, PORT, timeout=TIMEOUT, context=CONTEXT)
+    phase = "connect"
     try:
+        connection.sock = socket.create_connection((HOST, PORT), timeout=TIMEOUT)
+        phase = "tls"
+        connection.sock = CONTEXT.wrap_socket(connection.sock, server_hostname=HOST)
+        phase = "response"
         payload = json.dumps(body).encode() if body is not None else None
         connection.request(method, path, body=payload, headers=HEADERS)
         response = connection.getresponse()
         text = response.read()
         return response.status, (json.loads(text) if text else {})
+    except (OSError, http.client.HTTPException) as failure:
+        raise CallFailed(f"{phase}: {type(failure).__name__}: {failure}") from failure
     finally:
         connection.close()
 
