@@ -26,7 +26,7 @@ from deployer.actions.deploy import Target
 from deployer.errors import DeployerError
 from deployer.settings import Paths, default_paths
 from steps.support import matrix
-from steps.support.environments import Environments, needed_in_order
+from steps.support.environments import Environments, needed_in_order, scenario_steps
 from steps.support.kube import Kube
 from steps.support.provider import ClusterProvider, existing_provider, kind_provider
 from steps.support.report import REQUIREMENT_MARK, record_session_fact, scenario_title
@@ -122,7 +122,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     Just before them come the @light ones: they run while the pipeline's staging
     deploy does (the suite releases staging to it when the first of them starts)."""
     items.sort(key=run_order)
-    features = Path(config.rootpath) / "features"
+    steps_of = scenario_steps(Path(config.rootpath) / "features")
     for item in items:
         if item.get_closest_marker("not_implemented"):
             item.add_marker(pytest.mark.skip(reason="not implemented: steps are not written yet"))
@@ -130,7 +130,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             m.name.split(".")[0] for m in item.iter_markers() if REQUIREMENT_MARK.match(m.name)
         }:
             item.add_marker(group)
-        for name in needed_in_order(features, [scenario_title(item)]):
+        for name in needed_in_order(steps_of, [scenario_title(item)]):
             item.add_marker(matrix.ENVIRONMENT_MARK + name)
 
 
@@ -221,7 +221,7 @@ def environments_ahead(request: pytest.FixtureRequest) -> None:
         for item in request.session.items
         if not item.get_closest_marker("not_implemented")
     ]
-    names = needed_in_order(Path(request.config.rootpath) / "features", scenarios)
+    names = needed_in_order(scenario_steps(Path(request.config.rootpath) / "features"), scenarios)
     provider: ClusterProvider | None = (
         request.getfixturevalue("cluster_provider") if names else None
     )

@@ -209,13 +209,18 @@ class Environments:
             self.kube.core.delete_namespace(environment.client_namespace, grace_period_seconds=0)
 
 
-def needed_in_order(features: Path, scenarios: Iterable[str]) -> list[str]:
-    """The environments these scenarios (by name) ask to be deployed, in order of first use."""
+def scenario_steps(features: Path) -> dict[str, str]:
+    """Every scenario's step text, by title, read once from the feature files."""
     steps_of: dict[str, str] = {}
     for feature in sorted(features.rglob("*.feature")):
         for block in re.split(r"^\s*Scenario(?: Outline)?:", feature.read_text(), flags=re.M)[1:]:
             name, _, text = block.partition("\n")
             steps_of[name.strip()] = text
+    return steps_of
+
+
+def needed_in_order(steps_of: dict[str, str], scenarios: Iterable[str]) -> list[str]:
+    """The environments these scenarios (by title) ask to be deployed, in order of first use."""
     names: list[str] = []
     for scenario in scenarios:
         for match in DEPLOYED_STEP.finditer(steps_of.get(scenario, "")):
