@@ -8,8 +8,11 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
     And the "dev" environment is deployed
     Then every engine container runs as a non-root user with a read-only root file system
     And neither the engine-api nor the engine-worker image holds a shell, a package manager or a second interpreter
+    And the engine-postgres image holds no package manager, no interpreter and no shell but the bash its entrypoint runs
     And every engine container declares CPU and memory requests and limits
     And the engine-api image is at most 100 MB
+    And the engine-postgres image is at most 150 MB
+    And the content digest of every image that runs is recorded
     And every engine image carries an SBOM
 
   @R1.2 @resilience
@@ -58,7 +61,7 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
     And 4 clients reading, writing and queueing jobs through the engine API, each at most every 200 ms and waiting 3 s for an answer
     When a worker node that runs engine pods but not the database is powered off
     Then its engine pods are Ready on the remaining nodes within 3 minutes
-    And the engine API kept answering: no 10-second gap
+    And the engine API kept answering: no 20-second gap
     When the node is powered on again
     Then it is Ready again within 3 minutes, and so is every environment
     And every acknowledged write is readable and every accepted job is done, with its result

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from deployer.lower.waiting import wait_until
@@ -25,6 +27,7 @@ class EngineClients:
     namespace: str
     pod: str
     summary: dict[str, Any] = field(default_factory=dict)
+    log_to: Path | None = None  # where stop() keeps every request, for the report
 
     def requests(self, kube: Kube) -> list[dict[str, Any]]:
         """Every request logged so far (one JSON line each)."""
@@ -48,8 +51,17 @@ class EngineClients:
         if not self.summary:
             code, output = kube.exec(self.namespace, self.pod, ["touch", "/tmp/stop"])
             assert code == 0, f"could not stop the clients: {output}"
+            self.keep_log(kube)
             self.summary = kube.summary_of(self.namespace, self.pod, timeout=settle_timeout)
         return self.summary
+
+    def keep_log(self, kube: Kube) -> None:
+        """Every request, one JSON line each, beside the report: an approver can check
+        which requests failed, when, and in which phase."""
+        if self.log_to is not None:
+            self.log_to.parent.mkdir(parents=True, exist_ok=True)
+            lines = (json.dumps(r) for r in self.requests(kube))
+            self.log_to.write_text("".join(f"{line}\n" for line in lines))
 
 
 def start(
@@ -61,6 +73,7 @@ def start(
     job_ratio: float = 0.0,
     max_requests: int = 1_000_000,
     timeout_s: float = 3,
+    log_dir: Path | None = None,
 ) -> EngineClients:
     """Start the clients and wait for their first acknowledged request (the control)."""
     name = f"clients-{uuid.uuid4().hex[:6]}"
@@ -102,7 +115,8 @@ def start(
         }
     }
     kube.create(environment.client_namespace, pod)
-    clients = EngineClients(environment.client_namespace, name)
+    log_to = log_dir / f"{environment.name}-{name}-requests.jsonl" if log_dir else None
+    clients = EngineClients(environment.client_namespace, name, log_to=log_to)
     wait_until(
         lambda: any(r["ok"] for r in clients.requests(kube)),
         timeout=120,
@@ -118,9 +132,24 @@ def failures_between(requests: list[dict[str, Any]], start: float, end: float) -
 
 def longest_gap(requests: list[dict[str, Any]]) -> float:
     """The longest stretch, in seconds, in which no request got a good answer."""
+    start, end = longest_gap_bounds(requests)
+    return end - start
+
+
+def longest_gap_bounds(requests: list[dict[str, Any]]) -> tuple[float, float]:
+    """When the longest stretch without a good answer began and ended (send times)."""
     if not requests:
-        return 0.0
+        return 0.0, 0.0
     times: list[float] = [r["t"] for r in requests]
     answered: list[float] = sorted(r["t"] for r in requests if r["ok"])
     moments = [min(times), *answered, max(times)]
-    return max(b - a for a, b in zip(moments, moments[1:], strict=False))
+    return max(zip(moments, moments[1:], strict=False), key=lambda pair: pair[1] - pair[0])
+
+
+def failure_kinds(requests: list[dict[str, Any]], start: float, end: float) -> dict[str, int]:
+    """How the requests sent in [start, end] failed, by phase and error ("connect:
+    TimeoutError", "response: HTTP 503"), most frequent first."""
+    kinds = Counter(
+        r["detail"].split(" (")[0][:60] for r in requests if start <= r["t"] <= end and not r["ok"]
+    )
+    return dict(kinds.most_common())

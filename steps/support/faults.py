@@ -207,12 +207,7 @@ def node_lost(kube: Kube, provider: ClusterProvider, environment: Environment) -
         if (pod.metadata.labels or {}).get("app.kubernetes.io/name") in MONITORING_APPS
         or (pod.metadata.labels or {}).get("app") in MONITORING_APPS
     }
-    workers = sorted(
-        node.metadata.name
-        for node in kube.core.list_node().items
-        if "node-role.kubernetes.io/control-plane" not in (node.metadata.labels or {})
-    )
-    candidates = [name for name in workers if name not in alerting_nodes]
+    candidates = [name for name in kube.worker_nodes() if name not in alerting_nodes]
     assert candidates, f"every worker runs part of the alerting path ({alerting_nodes})"
     node = candidates[0]
 
@@ -221,14 +216,12 @@ def node_lost(kube: Kube, provider: ClusterProvider, environment: Environment) -
 
     def remove() -> None:
         provider.power_node(node, on=True)
-
-        def node_ready() -> bool:
-            return any(
-                c.type == "Ready" and c.status == "True"
-                for c in kube.core.read_node(node).status.conditions or []
-            )
-
-        wait_until(node_ready, timeout=180, interval=2, describe=f"node {node} Ready again")
+        wait_until(
+            lambda: kube.node_ready(node),
+            timeout=180,
+            interval=2,
+            describe=f"node {node} Ready again",
+        )
         wait_workloads_ready(kube, environment)
 
     return Fault(f"node {node} powered off", inject, remove, {"node": node})

@@ -110,6 +110,20 @@ class Kube:
         code, out, err = pod_exec(self.api, namespace, pod, command, container, timeout)
         return code, out + err
 
+    def worker_nodes(self) -> list[str]:
+        """The nodes workloads run on (not the tainted control plane)."""
+        return sorted(
+            node.metadata.name
+            for node in self.core.list_node().items
+            if "node-role.kubernetes.io/control-plane" not in (node.metadata.labels or {})
+        )
+
+    def node_ready(self, name: str) -> bool:
+        return any(
+            c.type == "Ready" and c.status == "True"
+            for c in self.core.read_node(name).status.conditions or []
+        )
+
     def pod_ready(self, namespace: str, name: str) -> bool:
         try:
             pod = self.core.read_namespaced_pod(name, namespace)
