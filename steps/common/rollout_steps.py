@@ -112,6 +112,7 @@ def _(kube: Kube, environment: Environment, rollouts: list[Rollout], which: str)
 @then(parsers.parse("none of at least {count:d} requests failed during either rollout"))
 def _(
     kube: Kube,
+    environment: Environment,
     engine_clients: EngineClients,
     rollouts: list[Rollout],
     count: int,
@@ -119,13 +120,38 @@ def _(
 ) -> None:
     window_end = rollouts[-1].finished + OBSERVE_AFTER_ROLLOUT_S
     engine_clients.answered_since(kube, window_end, timeout=90)  # observed past the window
+    engine_clients.keep_log(kube)
     during, failed = within_rollouts(engine_clients.requests(kube), rollouts, record_figure)
     record_figure("writes_during_rollouts", sum(1 for r in during if r["op"] != "read"))
-    assert not failed, (
-        f"{len(failed)} of {len(during)} requests failed during the rollouts: "
-        f"{[(r['op'], r['detail']) for r in failed[:5]]}"
-    )
+    if failed:
+        listed = "; ".join(
+            f"{clock(r['t'])} {r['op']} after {r['ms']} ms: {r['detail']}" for r in failed[:5]
+        )
+        near = pod_events_near(kube, environment, failed[0]["t"])
+        raise AssertionError(
+            f"{len(failed)} of {len(during)} requests failed during the rollouts: {listed}. "
+            f"engine-api pods around the first: {near}"
+        )
     assert len(during) >= count, f"only {len(during)} requests were sent during the rollouts"
+
+
+def clock(moment: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(moment)) + f".{int(moment % 1 * 1000):03d}"
+
+
+def pod_events_near(kube: Kube, environment: Environment, moment: float) -> list[str]:
+    """What happened to engine-api pods from 30 s before to 5 s after ``moment`` (pod
+    events: scheduled, started, killing, probe failures), to tell a stale route to a pod
+    that is gone from a pod that stalled."""
+    seen = []
+    for event in kube.core.list_namespaced_event(environment.namespace).items:
+        name = event.involved_object.name or ""
+        stamp = event.last_timestamp or event.event_time or event.first_timestamp
+        if not name.startswith("engine-api-") or stamp is None:
+            continue
+        if moment - 30 <= stamp.timestamp() <= moment + 5:
+            seen.append((stamp.timestamp(), f"{clock(stamp.timestamp())} {name} {event.reason}"))
+    return [line for _, line in sorted(seen)]
 
 
 def within_rollouts(
