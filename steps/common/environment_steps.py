@@ -318,18 +318,18 @@ def _(
 
 
 # Two phases per environment, the same for both: capacity (closed loop, as fast as the
-# clients can go) and latency at one fixed arrival rate: dev's own capacity, the load dev
-# can only just carry. p99 at saturation is mostly CPU-scheduling noise on 2 shared cores;
-# at that rate it shows which environment has headroom. The latency phase runs three
-# times per environment, interleaved (dev, production, dev, ...), and each environment's
-# median p99 counts: one stall of the shared load generator or node must not decide the
-# verdict either way. Measured: the best of three at 90 % let one lucky dev trial win
-# (182 ms beside collapsed ones at 2.4 and 3.8 s, against production's 412, 466, 810 ms);
-# at 80 % neither was loaded and p99 was a coin toss (dev 581/144/170 ms, production
-# 99/248/176 ms, both p50 5-7 ms).
+# clients can go) and latency at one fixed arrival rate, 1.2 x dev's own capacity: more
+# than dev can carry (its queue grows for the whole trial) and well inside production's
+# capacity (measured 1.3-2 x dev's). Latency counts from each request's due time, so a
+# queue shows. The latency phase runs three times per environment, interleaved (dev,
+# production, dev, ...), and each environment's median p99 counts: one stall of the
+# shared load generator or node must not decide the verdict either way. Measured: at
+# 80 % neither was loaded and p99 was a coin toss (dev 581/144/170 ms, production
+# 99/248/176 ms); at 100 % production's median p99 was lower in 5 runs of 8 (a dev trial
+# that was not quite saturated beats production's scheduling noise on 2 shared cores).
 LOAD = {"CONCURRENCY": "8", "DURATION": "15", "MAX_REQUESTS": "60000"}
 LATENCY_TRIALS = 3
-LATENCY_RATE_OF_DEV_CAPACITY = 1.0
+LATENCY_RATE_OF_DEV_CAPACITY = 1.2
 MAX_ERROR_RATIO = 0.01
 
 

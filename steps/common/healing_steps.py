@@ -19,7 +19,7 @@ from deployer.lower.waiting import wait_until
 from steps.support import clients, healing
 from steps.support.clients import EngineClients
 from steps.support.environments import Environment, Environments, serving_pods
-from steps.support.faults import wait_workloads_ready
+from steps.support.faults import wait_node_pods_restarted, wait_workloads_ready
 from steps.support.kube import Kube, is_ready
 from steps.support.provider import ClusterProvider
 from steps.support.report import RecordFigure, evidence_dir
@@ -267,14 +267,16 @@ def restore_node(
     if loss.powered_on_at is not None:
         return
     log.warning("   the scenario ended with %s powered off: starting it again", loss.node)
+    powered_on_at = time.time()
     cluster_provider.power_node(loss.node, on=True)
-    loss.powered_on_at = time.time()
+    loss.powered_on_at = powered_on_at
     wait_until(
         lambda: kube.node_ready(loss.node),
         timeout=300,
         interval=2,
         describe=f"{loss.node} Ready again",
     )
+    wait_node_pods_restarted(kube, loss.node, loss.powered_on_at)
     wait_environments_whole(kube, environments)
 
 
@@ -359,8 +361,9 @@ def _(
 def _(cluster_provider: ClusterProvider, fault_log: FaultLog) -> None:
     loss = fault_log.node_loss
     assert loss is not None
+    powered_on_at = time.time()
     cluster_provider.power_node(loss.node, on=True)
-    loss.powered_on_at = time.time()
+    loss.powered_on_at = powered_on_at
 
 
 @then(parsers.parse("it is Ready again within {minutes:d} minutes, and so is every environment"))
@@ -381,4 +384,6 @@ def _(
         describe=f"{loss.node} Ready",
     )
     record_figure("node_seconds_to_rejoin", round(time.time() - loss.powered_on_at, 1))
+    wait_node_pods_restarted(kube, loss.node, loss.powered_on_at)
+    record_figure("node_seconds_to_its_pods_restarted", round(time.time() - loss.powered_on_at, 1))
     wait_environments_whole(kube, environments)

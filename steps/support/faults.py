@@ -9,6 +9,7 @@ and a ``remove`` that restores exactly what was there.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from deployer.lower.kube import pod_exec
 from deployer.lower.waiting import wait_until
 from steps.support.environments import Environment
-from steps.support.kube import Kube
+from steps.support.kube import Kube, is_ready
 from steps.support.provider import ClusterProvider
 
 PSQL = [
@@ -72,6 +73,32 @@ def wait_workloads_ready(kube: Kube, environment: Environment, timeout: float = 
         ) and all((s.status.ready_replicas or 0) >= (s.spec.replicas or 0) for s in statefulsets)
 
     wait_until(ready, timeout=timeout, interval=2, describe=f"{environment.namespace} ready")
+
+
+def wait_node_pods_restarted(kube: Kube, node: str, since: float, timeout: float = 240) -> None:
+    """Every pod bound to ``node`` runs containers started after ``since`` and is Ready.
+
+    A node back within the node-monitor grace period was never marked NotReady, so its
+    pods stayed Ready in their Services while the kubelet restarts them in new sandboxes
+    with new addresses: until each has restarted, a Service may send a request to an
+    address that now belongs to another pod (seen: another environment's certificate)."""
+
+    def restarted() -> bool:
+        pods = kube.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}")
+        for pod in pods.items:
+            if pod.metadata.deletion_timestamp or pod.status.phase in ("Succeeded", "Failed"):
+                continue
+            statuses = pod.status.container_statuses or []
+            started = [
+                s.state.running.started_at.timestamp() if s.state.running else 0.0 for s in statuses
+            ]
+            if not statuses or min(started) < since or not is_ready(pod):
+                return False
+        return True
+
+    wait_until(
+        restarted, timeout=timeout, interval=2, describe=f"every pod on {node} restarted, Ready"
+    )
 
 
 def scaled_away(kube: Kube, environment: Environment, kind: str, name: str) -> Fault:
@@ -215,6 +242,7 @@ def node_lost(kube: Kube, provider: ClusterProvider, environment: Environment) -
         provider.power_node(node, on=False)
 
     def remove() -> None:
+        powered_on = time.time()
         provider.power_node(node, on=True)
         wait_until(
             lambda: kube.node_ready(node),
@@ -222,6 +250,7 @@ def node_lost(kube: Kube, provider: ClusterProvider, environment: Environment) -
             interval=2,
             describe=f"node {node} Ready again",
         )
+        wait_node_pods_restarted(kube, node, powered_on)
         wait_workloads_ready(kube, environment)
 
     return Fault(f"node {node} powered off", inject, remove, {"node": node})
