@@ -57,8 +57,19 @@ def call(method, path, body=None, auth=True):
         request.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(request, context=ctx, timeout=10) as response:
         return response.status, json.loads(response.read() or b"null")
-# A new pod's address reaches the network policy engine a few seconds after it starts.
+# A new pod's address reaches the network policy engine of each node a few seconds after
+# it starts, not of every node at once: one replica may answer while another still
+# refuses. A refused connection never reached a server, so it is tried again (writes too).
 started = time.monotonic()
+def settled(method, path, body=None, auth=True):
+    while True:
+        try:
+            return call(method, path, body, auth)
+        except OSError as error:
+            refused = isinstance(getattr(error, "reason", error), ConnectionRefusedError)
+            if not refused or time.monotonic() - started > 60:
+                raise
+            time.sleep(1)
 while True:
     try:
         checks = {"healthz": call("GET", "/healthz", auth=False)[0]}
@@ -68,9 +79,10 @@ while True:
             raise
         time.sleep(1)
 checks["seconds_until_reachable"] = round(time.monotonic() - started, 1)
-checks["revision"] = call("GET", "/info")[1]["config"]["revision"]
-created = call("POST", "/v1/sessions", {"title": "staging validation " + os.environ["NONCE"]})[1]
-checks["read_back"] = call("GET", f"/v1/sessions/{created['id']}")[1]["title"] == created["title"]
+checks["revision"] = settled("GET", "/info")[1]["config"]["revision"]
+title = "staging validation " + os.environ["NONCE"]
+created = settled("POST", "/v1/sessions", {"title": title})[1]
+checks["read_back"] = settled("GET", f"/v1/sessions/{created['id']}")[1]["title"] == title
 print(json.dumps(checks))
 """
 
