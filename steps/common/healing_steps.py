@@ -19,7 +19,7 @@ from deployer.lower.waiting import wait_until
 from steps.support import clients, healing
 from steps.support.clients import EngineClients
 from steps.support.environments import Environment, Environments, serving_pods
-from steps.support.faults import wait_node_pods_restarted, wait_workloads_ready
+from steps.support.faults import wait_node_back, wait_node_pods_restarted, wait_workloads_ready
 from steps.support.kube import Kube, is_ready
 from steps.support.provider import ClusterProvider
 from steps.support.report import RecordFigure, evidence_dir
@@ -267,17 +267,17 @@ def restore_node(
     if loss.powered_on_at is not None:
         return
     log.warning("   the scenario ended with %s powered off: starting it again", loss.node)
+    power_on(cluster_provider, loss)
+    assert loss.powered_on_at is not None
+    wait_node_back(kube, loss.node, loss.powered_on_at, timeout=300)
+    wait_environments_whole(kube, environments)
+
+
+def power_on(cluster_provider: ClusterProvider, loss: NodeLoss) -> None:
+    """Start the node again; the moment is taken first, so nothing it starts predates it."""
     powered_on_at = time.time()
     cluster_provider.power_node(loss.node, on=True)
     loss.powered_on_at = powered_on_at
-    wait_until(
-        lambda: kube.node_ready(loss.node),
-        timeout=300,
-        interval=2,
-        describe=f"{loss.node} Ready again",
-    )
-    wait_node_pods_restarted(kube, loss.node, loss.powered_on_at)
-    wait_environments_whole(kube, environments)
 
 
 def wait_environments_whole(kube: Kube, environments: Environments) -> None:
@@ -352,18 +352,15 @@ def _(
     start, end = clients.longest_gap_bounds(requests)
     assert gap <= seconds, (
         f"the engine API answered nothing for {gap:.1f} s (limit {seconds} s), from "
-        f"{time.strftime('%H:%M:%S', time.localtime(start))}; the requests sent then failed "
+        f"{clients.clock(start)}; the requests sent then failed "
         f"with {clients.failure_kinds(requests, start, end)}"
     )
 
 
 @when("the node is powered on again")
 def _(cluster_provider: ClusterProvider, fault_log: FaultLog) -> None:
-    loss = fault_log.node_loss
-    assert loss is not None
-    powered_on_at = time.time()
-    cluster_provider.power_node(loss.node, on=True)
-    loss.powered_on_at = powered_on_at
+    assert fault_log.node_loss is not None
+    power_on(cluster_provider, fault_log.node_loss)
 
 
 @then(parsers.parse("it is Ready again within {minutes:d} minutes, and so is every environment"))

@@ -11,7 +11,7 @@ from pytest_bdd import given, parsers, then, when
 from deployer.actions.engine_images import EngineImages
 from deployer.lower.waiting import wait_until
 from steps.common.workload_steps import Traffic
-from steps.support import workloads
+from steps.support import clients, workloads
 from steps.support.clients import EngineClients
 from steps.support.environments import Environment, Environments, Rollout, api_call
 from steps.support.kube import Kube, is_ready
@@ -125,7 +125,8 @@ def _(
     record_figure("writes_during_rollouts", sum(1 for r in during if r["op"] != "read"))
     if failed:
         listed = "; ".join(
-            f"{clock(r['t'])} {r['op']} after {r['ms']} ms: {r['detail']}" for r in failed[:5]
+            f"{clients.clock(r['t'])} {r['op']} after {r['ms']} ms: {r['detail']}"
+            for r in failed[:5]
         )
         near = pod_events_near(kube, environment, failed[0]["t"])
         raise AssertionError(
@@ -133,10 +134,6 @@ def _(
             f"engine-api pods around the first: {near}"
         )
     assert len(during) >= count, f"only {len(during)} requests were sent during the rollouts"
-
-
-def clock(moment: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(moment)) + f".{int(moment % 1 * 1000):03d}"
 
 
 def pod_events_near(kube: Kube, environment: Environment, moment: float) -> list[str]:
@@ -150,7 +147,9 @@ def pod_events_near(kube: Kube, environment: Environment, moment: float) -> list
         if not name.startswith("engine-api-") or stamp is None:
             continue
         if moment - 30 <= stamp.timestamp() <= moment + 5:
-            seen.append((stamp.timestamp(), f"{clock(stamp.timestamp())} {name} {event.reason}"))
+            seen.append(
+                (stamp.timestamp(), f"{clients.clock(stamp.timestamp())} {name} {event.reason}")
+            )
     return [line for _, line in sorted(seen)]
 
 

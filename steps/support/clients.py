@@ -8,6 +8,7 @@ engine acknowledged and wait for every job it accepted (assets/engine_client.py)
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -124,6 +125,11 @@ def start(
         describe="the clients' first acknowledged request",
     )
     return clients
+
+
+def clock(moment: float) -> str:
+    """A request's time as the logs show it, to the millisecond."""
+    return time.strftime("%H:%M:%S", time.localtime(moment)) + f".{int(moment % 1 * 1000):03d}"
 
 
 def failures_between(requests: list[dict[str, Any]], start: float, end: float) -> int:

@@ -101,6 +101,14 @@ def wait_node_pods_restarted(kube: Kube, node: str, since: float, timeout: float
     )
 
 
+def wait_node_back(kube: Kube, node: str, powered_on_at: float, timeout: float = 180) -> None:
+    """A node powered on at ``powered_on_at`` is Ready, and so is every pod on it."""
+    wait_until(
+        lambda: kube.node_ready(node), timeout=timeout, interval=2, describe=f"{node} Ready again"
+    )
+    wait_node_pods_restarted(kube, node, powered_on_at)
+
+
 def scaled_away(kube: Kube, environment: Environment, kind: str, name: str) -> Fault:
     """A workload scaled to zero (a bad change, an operator error); removed by scaling back."""
     read = (
@@ -242,15 +250,9 @@ def node_lost(kube: Kube, provider: ClusterProvider, environment: Environment) -
         provider.power_node(node, on=False)
 
     def remove() -> None:
-        powered_on = time.time()
+        powered_on_at = time.time()
         provider.power_node(node, on=True)
-        wait_until(
-            lambda: kube.node_ready(node),
-            timeout=180,
-            interval=2,
-            describe=f"node {node} Ready again",
-        )
-        wait_node_pods_restarted(kube, node, powered_on)
+        wait_node_back(kube, node, powered_on_at)
         wait_workloads_ready(kube, environment)
 
     return Fault(f"node {node} powered off", inject, remove, {"node": node})
