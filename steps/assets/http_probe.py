@@ -8,6 +8,8 @@ import sys
 import time
 import urllib.request
 
+from admission import wait_admitted
+
 URL = os.environ["URL"]
 INTERVAL = float(os.environ.get("INTERVAL", "0.2"))
 COUNT = int(os.environ.get("COUNT", "1500"))
@@ -17,6 +19,9 @@ TOKEN = os.environ.get("TOKEN", "")
 
 
 def main() -> None:
+    if os.environ.get("ADMIT"):
+        admitted_after = wait_admitted(URL, TOKEN, os.environ["ADMIT"])
+        print(json.dumps({"admitted_after_s": round(admitted_after, 1)}), flush=True)
     started = time.time()
     for sequence in range(COUNT):
         if time.time() - started > DURATION:

@@ -67,7 +67,8 @@ def await_done(job_ids: list[int]) -> list[int]:
 
 
 def main() -> None:
-    admitted_after = wait_admitted(URL, TOKEN)  # a GET: 405 is an answer, nothing is queued
+    # A GET: 405 is an answer, nothing is queued.
+    admitted_after = wait_admitted(URL, TOKEN, os.environ.get("ADMIT", ""))
     started = time.monotonic()
     accepted: list[int] = []
     errors = dict[str, int]()

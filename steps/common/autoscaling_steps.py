@@ -13,7 +13,7 @@ from pytest_bdd import parsers, then, when
 
 from deployer.lower.waiting import WaitTimeout, wait_until
 from steps.support import workloads
-from steps.support.environments import Environment
+from steps.support.environments import Environment, api_addresses
 from steps.support.kube import Kube
 from steps.support.monitoring import LogStore
 from steps.support.report import RecordFigure
@@ -63,6 +63,7 @@ def _(kube: Kube, environment: Environment, toolbox_image: str) -> JobLoad:
         "DURATION": str(MAX_LOAD_S),
         "ITERATIONS": ITERATIONS,
         "RUN": name,
+        "ADMIT": api_addresses(kube, environment),
     }
     pod = workloads.script_pod(name, "job_load.py", env, toolbox_image, MAX_LOAD_S + 300)
     kube.create(environment.client_namespace, pod)

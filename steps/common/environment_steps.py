@@ -18,6 +18,7 @@ from steps.support.differences import differences, load_allowed
 from steps.support.environments import (
     Environment,
     Environments,
+    api_addresses,
     api_call,
     http,
     serving_pods,
@@ -343,6 +344,7 @@ def run_load(
         "RATE": str(rate),
         "URL": f"{environment.api_url}{path}",
         "TOKEN": environment.token("reader"),
+        "ADMIT": api_addresses(kube, environment),
     }
     kube.create(
         environment.client_namespace,

@@ -27,7 +27,13 @@ from deployer.lower.prometheus import NAMESPACE, Prometheus
 from deployer.lower.waiting import WaitTimeout, wait_until
 from deployer.settings import Paths
 from steps.support import browser, faults, workloads
-from steps.support.environments import Environment, Environments, api_call, serving_pods
+from steps.support.environments import (
+    Environment,
+    Environments,
+    api_addresses,
+    api_call,
+    serving_pods,
+)
 from steps.support.kube import Kube
 from steps.support.monitoring import (
     ENGINE_WORKLOADS,
@@ -265,6 +271,7 @@ def start_reader(
             count=1_000_000,
             token=environment.token("reader"),
             timeout_s=3,
+            admit=api_addresses(kube, environment),
         ),
     )
     request.addfinalizer(
@@ -607,12 +614,15 @@ def _(
             duration_s=90,
             count=rate * 90,
             token=environment.token("reader"),
+            admit=api_addresses(kube, environment),
         ),
     )
     request.addfinalizer(
         lambda: kube.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
     )
     kube.wait_pods_ready(namespace, [name], timeout=60)
+    # The burst starts once every engine-api pod's node admits the client, not before.
+    kube.wait_log_line(namespace, name, '{"admitted_after_s"', timeout=150)
     return {"baseline": baseline, "started": time.time(), "rate": float(rate)}
 
 

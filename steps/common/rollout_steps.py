@@ -13,7 +13,13 @@ from deployer.lower.waiting import wait_until
 from steps.common.workload_steps import Traffic
 from steps.support import clients, workloads
 from steps.support.clients import EngineClients
-from steps.support.environments import Environment, Environments, Rollout, api_call
+from steps.support.environments import (
+    Environment,
+    Environments,
+    Rollout,
+    api_addresses,
+    api_call,
+)
 from steps.support.kube import Kube, is_ready
 from steps.support.report import RecordFigure
 
@@ -40,6 +46,7 @@ def _(kube: Kube, environment: Environment, toolbox_image: str) -> Traffic:
             # A late answer is not downtime: it is recorded as latency. A request to a
             # pod that is gone never gets an answer and still fails after 10 s.
             timeout_s=10,
+            admit=api_addresses(kube, environment),
         ),
     )
     kube.wait_pods_ready(environment.client_namespace, [name], timeout=120)
@@ -47,7 +54,7 @@ def _(kube: Kube, environment: Environment, toolbox_image: str) -> Traffic:
     # Control: the client is answered before anything changes, so zero failures means something.
     wait_until(
         lambda: any(r["ok"] for r in traffic.requests(kube)),
-        timeout=60,
+        timeout=180,  # every engine-api pod's node admits it first (up to 120 s)
         interval=1,
         describe="the client's first successful request",
     )

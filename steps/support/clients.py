@@ -17,7 +17,7 @@ from typing import Any
 
 from deployer.lower.waiting import wait_until
 from steps.support import workloads
-from steps.support.environments import Environment
+from steps.support.environments import Environment, api_addresses
 from steps.support.kube import Kube
 
 MAX_RUN_S = 900  # the pod's own deadline: a scenario that forgets to stop it leaves nothing
@@ -91,6 +91,7 @@ def start(
         # A client gives up on a hung server like a real one would; the hung pod's
         # share of the requests fail instead of stalling every client for long.
         "TIMEOUT": str(timeout_s),
+        "ADMIT": api_addresses(kube, environment),
     }
     pod = workloads.script_pod(name, "engine_client.py", env, image, deadline_s=MAX_RUN_S)
     # Off the workers where it can: the clients must outlive the node a scenario powers off.

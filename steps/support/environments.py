@@ -317,6 +317,23 @@ def serving_pods(kube: Kube, environment: Environment, app: str) -> list[Any]:
     return running
 
 
+def api_addresses(kube: Kube, environment: Environment) -> str:
+    """ "ip:port,..." of every ready engine-api pod, for a client to wait until each admits it."""
+    slices = kube.discovery.list_namespaced_endpoint_slice(
+        environment.namespace, label_selector="kubernetes.io/service-name=engine-api"
+    ).items
+    addresses = [
+        f"{address}:{port.port}"
+        for piece in slices
+        for endpoint in piece.endpoints or []
+        if endpoint.conditions and endpoint.conditions.ready
+        for address in endpoint.addresses
+        for port in piece.ports or []
+    ]
+    assert addresses, f"engine-api has no ready endpoint in {environment.namespace}"
+    return ",".join(sorted(addresses))
+
+
 def api_call(
     kube: Kube,
     environment: Environment,

@@ -45,6 +45,10 @@ class Kube:
         return client.AutoscalingV2Api(self.api)
 
     @property
+    def discovery(self) -> client.DiscoveryV1Api:
+        return client.DiscoveryV1Api(self.api)
+
+    @property
     def networking(self) -> client.NetworkingV1Api:
         return client.NetworkingV1Api(self.api)
 
@@ -182,6 +186,18 @@ class Kube:
         )
         text: str = response.data.decode(errors="replace")
         return text
+
+    def wait_log_line(self, namespace: str, pod: str, prefix: str, timeout: float) -> str:
+        """The first line of the pod's log that starts with ``prefix``, once there is one."""
+
+        def found() -> str | None:
+            lines = self.logs(namespace, pod).splitlines()
+            return next((line for line in lines if line.startswith(prefix)), None)
+
+        line, _ = wait_until(
+            found, timeout=timeout, interval=1, describe=f"{pod} to log {prefix!r}"
+        )
+        return str(line)
 
     def summary_of(self, namespace: str, pod: str, timeout: float) -> dict[str, Any]:
         """Wait for a run-once pod to end; return the JSON summary on its last log line."""

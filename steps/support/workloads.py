@@ -89,9 +89,12 @@ def traffic_pod(
     count: int,
     token: str = "",
     timeout_s: float = 2,
+    admit: str = "",
 ) -> dict[str, Any]:
-    """A bounded client that GETs ``url`` and logs one JSON line per request."""
+    """A bounded client that GETs ``url`` and logs one JSON line per request, after every
+    pod in ``admit`` ("ip:port,...") has admitted it (see assets/admission.py)."""
     env = {
+        "ADMIT": admit,
         "URL": url,
         "INTERVAL": str(interval_s),
         "DURATION": str(duration_s),
