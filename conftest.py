@@ -176,6 +176,7 @@ def cluster_provider(request: pytest.FixtureRequest, paths: Paths) -> Iterator[C
                 options.workers,
                 reuse=options.reuse_cluster,
                 keep=options.keep_cluster,
+                with_engine=bool(environments_needed(request.session)),
             )
     except DeployerError as error:  # no verdict on any criterion: the run exits 6, not 1
         request.config.stash[NO_CLUSTER] = str(error).splitlines()[0]
@@ -216,18 +217,23 @@ def toolbox_image(request: pytest.FixtureRequest) -> str:
 def environments_ahead(request: pytest.FixtureRequest) -> None:
     """The environments the selected scenarios need start deploying once the cluster is
     up, while the cluster's own scenarios run; a scenario waits for its environment."""
-    scenarios = [
-        scenario_title(item)
-        for item in request.session.items
-        if not item.get_closest_marker("not_implemented")
-    ]
-    names = needed_in_order(scenario_steps(Path(request.config.rootpath) / "features"), scenarios)
+    names = environments_needed(request.session)
     provider: ClusterProvider | None = (
         request.getfixturevalue("cluster_provider") if names else None
     )
     if provider is not None and provider.kind_name is not None:
         environments: Environments = request.getfixturevalue("environments")
         environments.deploy_ahead(names)
+
+
+def environments_needed(session: pytest.Session) -> list[str]:
+    """The environments the selected scenarios deploy, in the order they first need them."""
+    scenarios = [
+        scenario_title(item)
+        for item in session.items
+        if not item.get_closest_marker("not_implemented")
+    ]
+    return needed_in_order(scenario_steps(Path(session.config.rootpath) / "features"), scenarios)
 
 
 @pytest.fixture(scope="session")
@@ -243,7 +249,9 @@ def environments(
         pytest.skip("not applicable: deploying the engine needs a kind cluster built by this suite")
     handle = cluster_actions.existing(paths, cluster_provider.kind_name)
     target = Target(handle.kubeconfig, handle.kubectl, handle.kind, handle.name)
-    deployed = Environments(paths, kube, target, toolbox_image)
+    deployed = Environments(
+        paths, kube, target, toolbox_image, images=cluster_provider.engine_images
+    )
     try:
         yield deployed
     finally:

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from deployer.actions import build, cluster
+from deployer.actions.engine_images import EngineImages
 from deployer.errors import ClusterError, CommandError
 from deployer.settings import Paths, default_paths
 
@@ -83,4 +84,43 @@ def test_an_existing_cluster_is_not_overwritten(fake_edges: tuple[Paths, FakeKin
     kind.created.append("t4")
     with pytest.raises(Exception, match="already exists"):
         cluster.up(paths, cluster.ClusterRequest(name="t4"))
+    assert kind.deleted == []
+
+
+@pytest.fixture
+def comes_up(fake_edges: tuple[Paths, FakeKind], monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every wait succeeds at once; returns the images `load_images` was given."""
+    monkeypatch.setattr(cluster, "wait_for_nodes", lambda _handle, expected_nodes: None)
+    monkeypatch.setattr(cluster, "wait_for_system_workloads", lambda _handle: None)
+    monkeypatch.setattr(cluster.monitoring, "install", lambda *_args: None)
+    monkeypatch.setattr(cluster.monitoring, "wait_ready", lambda *_args: None)
+    loaded: list[object] = []
+    monkeypatch.setattr(cluster, "load_images", lambda _target, images: loaded.append(images))
+    return loaded
+
+
+def test_the_engine_images_built_meanwhile_go_onto_the_workers(
+    fake_edges: tuple[Paths, FakeKind], comes_up: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths, _ = fake_edges
+    images = EngineImages(api="a:1", worker="w:1", postgres="p:1")
+    monkeypatch.setattr(cluster, "build_engine_images", lambda _paths, _docker: images)
+    handle = cluster.up(paths, cluster.ClusterRequest(name="t5", with_engine=True))
+    assert comes_up == [images]
+    assert handle.engine_images is images
+
+
+def test_an_engine_build_that_fails_does_not_fail_the_cluster(
+    fake_edges: tuple[Paths, FakeKind], comes_up: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first deploy builds again and reports the error where it belongs."""
+    paths, kind = fake_edges
+
+    def broken(_paths: Paths, _docker: object) -> EngineImages:
+        raise CommandError(["docker", "build"], "exited with status 1", "no such file")
+
+    monkeypatch.setattr(cluster, "build_engine_images", broken)
+    handle = cluster.up(paths, cluster.ClusterRequest(name="t6", with_engine=True))
+    assert handle.engine_images is None
+    assert comes_up == []
     assert kind.deleted == []

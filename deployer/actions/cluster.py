@@ -7,6 +7,7 @@ import re
 import shutil
 import socket
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,9 @@ import yaml
 from deployer.actions import cluster_security, monitoring
 from deployer.actions.build import build_all
 from deployer.actions.cluster_security import NODE_PATH, security_dir
+from deployer.actions.deploy import Target, load_images
 from deployer.actions.engine import ensure_engine
+from deployer.actions.engine_images import EngineImages, build_engine_images
 from deployer.catalog import go_programs
 from deployer.errors import ClusterError, ConfigError, DeployerError, PrerequisiteError
 from deployer.lower import gobuild, proc
@@ -38,6 +41,9 @@ class ClusterRequest:
     workers: int = 2
     api_port: int = 0  # 0: kind picks a free port on 127.0.0.1
     keep_on_failure: bool = False
+    # Build the engine's images while the cluster is created and put them on its workers
+    # while the add-ons start: the first deploy then has nothing to build or load.
+    with_engine: bool = False
 
     def validate(self) -> None:
         if not NAME_PATTERN.match(self.name):
@@ -59,6 +65,7 @@ class ClusterHandle:
     kind: Kind
     kubectl: Path
     seconds_to_ready: float = 0.0
+    engine_images: EngineImages | None = None  # on every worker already (``with_engine``)
 
 
 def cluster_dir(paths: Paths, name: str) -> Path:
@@ -138,7 +145,11 @@ def up(paths: Paths, request: ClusterRequest) -> ClusterHandle:
     handle = ClusterHandle(request.name, kubeconfig, kind, built.kubectl)
     log.info("==> Creating cluster %r: 1 control plane + %d workers", request.name, request.workers)
     started = time.monotonic()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-images")
     try:
+        engine_build = (
+            pool.submit(build_engine_images, paths, docker) if request.with_engine else None
+        )
         kind.create(
             request.name, built.node_image, config_path, kubeconfig, retain=request.keep_on_failure
         )
@@ -147,8 +158,10 @@ def up(paths: Paths, request: ClusterRequest) -> ClusterHandle:
         # The monitoring plane starts while the system workloads settle; both are awaited.
         monitoring_started = time.monotonic()
         monitoring.install(paths, kubeconfig, built.kubectl)
+        preload = pool.submit(_preload, handle, engine_build) if engine_build else None
         wait_for_system_workloads(handle)
         monitoring.wait_ready(kubeconfig, built.kubectl, monitoring_started)
+        handle.engine_images = preload.result() if preload else None
     except (DeployerError, WaitTimeout, KeyboardInterrupt) as error:
         if request.keep_on_failure:
             log.error("cluster %r kept for inspection (--keep-on-failure)", request.name)
@@ -161,6 +174,8 @@ def up(paths: Paths, request: ClusterRequest) -> ClusterHandle:
             f"Logs: {paths.logs}. Retry with --keep-on-failure to inspect the nodes "
             f"(docker exec -it {request.name}-control-plane bash)."
         ) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     handle.seconds_to_ready = time.monotonic() - started
     log.info(
         "==> Cluster %r ready in %.0fs (kubeconfig: %s)",
@@ -169,6 +184,19 @@ def up(paths: Paths, request: ClusterRequest) -> ClusterHandle:
         kubeconfig,
     )
     return handle
+
+
+def _preload(handle: ClusterHandle, engine_build: Future[EngineImages]) -> EngineImages | None:
+    """The engine's images on the workers, or None (logged) if they could not be built or
+    loaded: that is the first deploy's error to report, not the cluster's."""
+    try:
+        images = engine_build.result()
+        log.info("   loading the engine's images onto the workers while the add-ons start")
+        load_images(Target(handle.kubeconfig, handle.kubectl, handle.kind, handle.name), images)
+    except Exception as error:  # noqa: BLE001 - the first deploy builds again and reports it
+        log.warning("the engine's images were not preloaded (deploy builds them): %s", error)
+        return None
+    return images
 
 
 def _delete_quietly(kind: Kind, name: str) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from deployer.actions import cluster as cluster_actions
+from deployer.actions.engine_images import EngineImages
 from deployer.errors import DeployerError
 from deployer.lower.docker_client import DockerClient
 from deployer.settings import Paths
@@ -37,6 +38,7 @@ class ClusterProvider:
     capabilities: frozenset[str] = field(default_factory=frozenset)
     seconds_to_ready: float | None = None
     context: str | None = None
+    engine_images: EngineImages | None = None  # a new kind cluster's, on its workers already
 
     def can(self, capability: str) -> bool:
         return capability in self.capabilities
@@ -77,9 +79,10 @@ class ClusterProvider:
 
 
 def kind_provider(
-    paths: Paths, name: str, workers: int, reuse: bool, keep: bool
+    paths: Paths, name: str, workers: int, reuse: bool, keep: bool, with_engine: bool = False
 ) -> ClusterProvider:
-    """Create (or with ``reuse`` attach to) a kind cluster built by the deployer."""
+    """Create (or with ``reuse`` attach to) a kind cluster built by the deployer; with
+    ``with_engine`` a new cluster comes with the engine's images on its workers."""
     capabilities = frozenset({NODE_SHELL, ETCD_ACCESS, ENCRYPTION_KEYS, NODE_POWER, LOCAL_IMAGES})
     if reuse:
         try:
@@ -89,7 +92,8 @@ def kind_provider(
         if handle is not None:
             log.info("reusing kind cluster %r", name)
             return ClusterProvider(f"kind:{name}", handle.kubeconfig, name, False, capabilities)
-    handle = cluster_actions.up(paths, cluster_actions.ClusterRequest(name=name, workers=workers))
+    request = cluster_actions.ClusterRequest(name=name, workers=workers, with_engine=with_engine)
+    handle = cluster_actions.up(paths, request)
     return ClusterProvider(
         f"kind:{name}",
         handle.kubeconfig,
@@ -97,6 +101,7 @@ def kind_provider(
         delete_on_teardown=not (keep or reuse),
         capabilities=capabilities,
         seconds_to_ready=handle.seconds_to_ready,
+        engine_images=handle.engine_images,
     )
 
 
