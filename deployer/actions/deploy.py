@@ -11,6 +11,7 @@ import base64
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -370,6 +371,51 @@ def wait_for_rollout(
         )
 
 
+def keep_autoscaled_replicas(
+    documents: list[dict[str, Any]], live: Callable[[str, str], int | None]
+) -> None:
+    """A deploy must not undo the autoscaler: a Deployment that an HPA scales keeps its
+    live replica count (within the HPA's bounds) rather than the manifest's starting
+    value, so a rollout under load does not first stop the pods the load needed."""
+    deployments = {
+        (doc["metadata"].get("namespace", ""), doc["metadata"]["name"]): doc
+        for doc in documents
+        if doc["kind"] == "Deployment"
+    }
+    for hpa in (doc for doc in documents if doc["kind"] == "HorizontalPodAutoscaler"):
+        ref, spec = hpa["spec"]["scaleTargetRef"], hpa["spec"]
+        namespace = hpa["metadata"].get("namespace", "")
+        deployment = deployments.get((namespace, ref["name"]))
+        current = live(namespace, ref["name"]) if ref["kind"] == "Deployment" else None
+        if deployment is None or current is None:
+            continue  # a first deploy starts from the manifest
+        kept = min(max(current, spec.get("minReplicas", 1)), spec["maxReplicas"])
+        if kept != deployment["spec"].get("replicas"):
+            log.info(
+                "   %s: keeping the autoscaler's %d replicas (the manifest starts at %s)",
+                ref["name"],
+                kept,
+                deployment["spec"].get("replicas"),
+            )
+            deployment["spec"]["replicas"] = kept
+
+
+def live_replicas(api: client.ApiClient) -> Callable[[str, str], int | None]:
+    """Reads a Deployment's replica count, or None when it does not exist yet."""
+    apps = client.AppsV1Api(api)
+
+    def read(namespace: str, name: str) -> int | None:
+        try:
+            replicas = apps.read_namespaced_deployment(name, namespace).spec.replicas
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return int(replicas or 0)
+
+    return read
+
+
 def load_images(target: Target, images: EngineImages) -> None:
     """Put the images on a kind cluster's nodes (kind skips those already there); a real
     cluster pulls them from its registry instead."""
@@ -404,6 +450,7 @@ def deploy(
     apply(target, namespaces)
     ensure_secret(api_client(target.kubeconfig), environment)
     ensure_tls(api_client(target.kubeconfig), environment)
+    keep_autoscaled_replicas(documents, live_replicas(api_client(target.kubeconfig)))
     apply(target, [doc for doc in documents if doc["kind"] != "Namespace"])
     monitoring.publish_engine_ca(target.kubeconfig, environment, read_ca(target, environment))
     wait_for_rollout(target, namespace_for(environment))
