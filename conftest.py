@@ -53,6 +53,7 @@ pytest_plugins = [
     "steps.common.transit_steps",
     "steps.common.cluster_security_steps",
     "steps.common.observability_steps",
+    "steps.common.monitoring_access_steps",
     "steps.common.delivery_steps",
 ]
 

@@ -91,7 +91,44 @@ def install(paths: Paths, kubeconfig: Path, kubectl: Path) -> None:
     api = api_client(kubeconfig)
     ensure_ca_slots(api)
     replace_services_changing_cluster_ip(api, [d for d in documents if d["kind"] == "Service"])
+    documents.append(api_server_policy(api_server_addresses(api)))
     server_side_apply([d for d in documents if d["kind"] != "Namespace"], "infra/monitoring")
+
+
+def api_server_addresses(api: client.ApiClient) -> list[str]:
+    """The addresses the API server connects from when it proxies to a pod: those it
+    publishes for the ``kubernetes`` Service (a kind node's IP; the control plane's
+    network interfaces on EKS, GKE or AKS)."""
+    slices = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
+        "default", label_selector="kubernetes.io/service-name=kubernetes"
+    )
+    addresses = sorted(
+        {
+            address
+            for piece in slices.items
+            for e in piece.endpoints or []
+            for address in e.addresses
+        }
+    )
+    if not addresses:
+        raise ClusterError("the kubernetes Service publishes no API server address")
+    return addresses
+
+
+def api_server_policy(addresses: list[str]) -> dict[str, Any]:
+    """Admits the API server's service proxy (how the deployer and the suite read the
+    plane) and nothing else from outside it; see infra/monitoring/network-policies.yaml."""
+    blocks = [{"ipBlock": {"cidr": f"{a}/{128 if ':' in a else 32}"}} for a in addresses]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": "allow-api-server",
+            "namespace": NAMESPACE,
+            "labels": {"app.kubernetes.io/part-of": "ce-monitoring"},
+        },
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": blocks}]},
+    }
 
 
 def wait_ready(kubeconfig: Path, kubectl: Path, started: float) -> float:

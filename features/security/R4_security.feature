@@ -77,6 +77,14 @@ Feature: R4 - Secure by design (security officer)
     And a privileged pod, a hostPath pod and a root pod are each rejected with the API's reason
 
   @R4.4 @security @light
+  Scenario: Only the monitoring plane's own pods and the API server reach it, so no one else reads the logs or silences an alert
+    Given a running cluster
+    And the "dev" environment is deployed
+    Then a pod of the monitoring plane opens every port the plane serves
+    And dev's client pod reaches dev's API but none of the monitoring plane's ports
+    And Prometheus, Alertmanager, the alert receiver and VictoriaLogs answer through the API server
+
+  @R4.4 @security @light
   Scenario: The cluster's own endpoints pass the CIS Kubernetes Benchmark's kubeadm checks
     Given a running cluster
     And a fresh namespace

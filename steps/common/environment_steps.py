@@ -70,38 +70,9 @@ def _(kube: Kube, environment_pair: tuple[Environment, Environment]) -> None:
 def identity_probe(name: str, template: Any, image: str, plan: dict[str, Any]) -> dict[str, Any]:
     """A run-once pod carrying a workload's labels and service account (not its controller's
     pod-template-hash, so no ReplicaSet adopts it; never Ready, so no Service routes to it)."""
-    script = (workloads.ASSETS / "tcp_reach.py").read_text()
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": dict(template.metadata.labels)},
-        "spec": {
-            "serviceAccountName": template.spec.service_account_name,
-            "automountServiceAccountToken": False,
-            "restartPolicy": "Never",
-            "activeDeadlineSeconds": 150,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 10001,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [
-                {
-                    "name": "probe",
-                    "image": image,
-                    "imagePullPolicy": "IfNotPresent",
-                    "command": ["python3", "-c", script, json.dumps(plan)],
-                    "readinessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 60},
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "capabilities": {"drop": ["ALL"]},
-                        "readOnlyRootFilesystem": True,
-                    },
-                    "resources": {"limits": {"cpu": "200m", "memory": "64Mi"}},
-                }
-            ],
-        },
-    }
+    return workloads.reach_probe(
+        name, image, plan, dict(template.metadata.labels), template.spec.service_account_name
+    )
 
 
 @then(

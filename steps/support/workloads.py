@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -177,4 +178,49 @@ def deny_all_ingress(name: str = "deny-all-ingress") -> dict[str, Any]:
         "kind": "NetworkPolicy",
         "metadata": {"name": name},
         "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+    }
+
+
+def reach_probe(
+    name: str,
+    image: str,
+    plan: dict[str, Any],
+    labels: dict[str, str] | None = None,
+    service_account: str | None = None,
+) -> dict[str, Any]:
+    """A run-once, never-Ready pod that reports which TCP targets it can open
+    (assets/tcp_reach.py, inlined: it needs no ConfigMap in the namespace it probes from)."""
+    script = (ASSETS / "tcp_reach.py").read_text()
+    spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "restartPolicy": "Never",
+        "activeDeadlineSeconds": 150,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "probe",
+                "image": image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["python3", "-c", script, json.dumps(plan)],
+                "readinessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 60},
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                    "readOnlyRootFilesystem": True,
+                },
+                "resources": {"limits": {"cpu": "200m", "memory": "64Mi"}},
+            }
+        ],
+    }
+    if service_account:
+        spec["serviceAccountName"] = service_account
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {PROBE_LABEL: "tcp_reach", **(labels or {})}},
+        "spec": spec,
     }

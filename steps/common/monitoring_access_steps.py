@@ -1,0 +1,85 @@
+"""Steps that check who may reach the monitoring plane: its own pods and the API server's
+service proxy, nobody else (infra/monitoring/network-policies.yaml)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from pytest_bdd import then
+
+from deployer.lower.prometheus import NAMESPACE, Prometheus, ServiceProxy
+from deployer.lower.waiting import wait_until
+from steps.support import workloads
+from steps.support.environments import Environment
+from steps.support.kube import Kube
+from steps.support.monitoring import SINK
+from steps.support.report import RecordFigure
+
+
+def plane_ports(kube: Kube) -> list[dict[str, Any]]:
+    """Every port every running pod of the plane serves on the pod network (node-exporter
+    uses the node's network, where no NetworkPolicy applies)."""
+    targets = [
+        {
+            "name": f"{pod.metadata.name}:{port.container_port}",
+            "host": ip,
+            "port": port.container_port,
+        }
+        for pod in kube.core.list_namespaced_pod(NAMESPACE).items
+        if (ip := pod.status.pod_ip)
+        and pod.status.phase == "Running"
+        and not pod.spec.host_network
+        and workloads.PROBE_LABEL not in (pod.metadata.labels or {})
+        for container in pod.spec.containers
+        for port in container.ports or []
+    ]
+    served = {t["name"].rsplit("-", 1)[0] for t in targets}
+    assert len(targets) >= 5, f"too few monitoring ports found to judge: {sorted(served)}"
+    return targets
+
+
+@then("a pod of the monitoring plane opens every port the plane serves")
+def _(kube: Kube, toolbox_image: str, record_figure: RecordFigure) -> None:
+    """Control: the ports answer, so a refusal from outside is the policy."""
+    targets = plane_ports(kube)
+    plan = {"control": {"host": targets[0]["host"], "port": targets[0]["port"]}, "targets": targets}
+    name = f"reach-inside-{uuid.uuid4().hex[:6]}"
+    kube.create(NAMESPACE, workloads.reach_probe(name, toolbox_image, plan))
+    try:
+        summary = kube.summary_of(NAMESPACE, name, timeout=180)
+    finally:
+        kube.core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=0)
+    record_figure("monitoring_ports_probed", len(targets))
+    closed = [f"{r['name']} ({r['error']})" for r in summary["results"] if not r["connected"]]
+    assert not closed, f"a pod of the monitoring plane could not open {closed}"
+
+
+@then("dev's client pod reaches dev's API but none of the monitoring plane's ports")
+def _(kube: Kube, environment: Environment) -> None:
+    targets = plane_ports(kube)
+    # Control: the same pod opens the one service its namespace is allowed to reach.
+    host = environment.api_url.split("//", 1)[1].split(":", 1)[0]
+    plan = {"control": {"host": host, "port": 8080}, "targets": targets}
+    namespace, pod = environment.client
+    code, output = kube.exec(
+        namespace, pod, ["python3", "/probe/tcp_reach.py", json.dumps(plan)], timeout=150
+    )
+    assert code == 0, f"the probe did not run (or its control was never reachable): {output}"
+    summary = json.loads(output.strip().splitlines()[-1])
+    opened = [r["name"] for r in summary["results"] if r["connected"]]
+    assert not opened, f"a pod outside the monitoring plane opened {opened}"
+
+
+@then("Prometheus, Alertmanager, the alert receiver and VictoriaLogs answer through the API server")
+def _(kube: Kube) -> None:
+    """The way the deployer and the suite read the plane still works behind the policies."""
+    checks = {
+        "Prometheus": Prometheus(kube.api).ready,
+        "Alertmanager": lambda: ServiceProxy(kube.api, "alertmanager:web").answers("-/ready"),
+        "the alert receiver": lambda: ServiceProxy(kube.api, f"{SINK}:http").answers("healthz"),
+        "VictoriaLogs": lambda: ServiceProxy(kube.api, "victorialogs:http").answers("health"),
+    }
+    for what, answers in checks.items():
+        wait_until(answers, timeout=30, interval=2, describe=f"{what} through the API server")
