@@ -82,7 +82,7 @@ Feature: R4 - Secure by design (security officer)
     And the "dev" environment is deployed
     Then a pod of the monitoring plane opens every port the plane serves
     And dev's client pod reaches dev's API but none of the monitoring plane's ports
-    And Prometheus, Alertmanager, the alert receiver and VictoriaLogs answer through the API server
+    And Prometheus, Alertmanager, the alert receiver, VictoriaLogs and the log agent on every node answer through the API server
 
   @R4.4 @security @light
   Scenario: The cluster's own endpoints pass the CIS Kubernetes Benchmark's kubeadm checks

@@ -1,9 +1,12 @@
 """Which TCP services this pod can open (run inside a probe pod, as a workload's identity).
 
-argv[1]: JSON {"control": {"host", "port"}, "targets": [{"name", "host", "port"}]}.
-Waits up to 60 s until the control opens (a new pod's NetworkPolicy admission), then
-resolves each target's name first (so a DNS failure is never mistaken for isolation) and
-tries to connect. Prints {"admitted_s", "results": [{"name", "resolved", "connected", "error"}]}.
+argv[1]: JSON {"control": {"host", "port"}, "targets": [{"name", "host", "port"}],
+"retry_s": optional}. Waits up to 60 s until the control opens (a new pod's NetworkPolicy
+admission), then resolves each target's name first (so a DNS failure is never mistaken for
+isolation) and tries to connect; with "retry_s" (targets expected open) a target is tried
+again until it opens or that many seconds have passed since the first try, since each node
+admits a new pod on its own.
+Prints {"admitted_s", "results": [{"name", "resolved", "connected", "error"}]}.
 """
 
 import json
@@ -40,7 +43,11 @@ def main() -> None:
                 {"name": target["name"], "resolved": "", "connected": False, "error": str(error)}
             )
             continue
+        first = time.monotonic()
         problem = connect(address, target["port"])
+        while problem and time.monotonic() - first < plan.get("retry_s", 0):
+            time.sleep(0.5)
+            problem = connect(address, target["port"])
         results.append(
             {
                 "name": target["name"],

@@ -3,6 +3,7 @@ service proxy, nobody else (infra/monitoring/network-policies.yaml)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from typing import Any
@@ -16,6 +17,8 @@ from steps.support.environments import Environment
 from steps.support.kube import Kube
 from steps.support.monitoring import SINK
 from steps.support.report import RecordFigure
+
+VLAGENT_PORT = 9429
 
 
 def plane_ports(kube: Kube) -> list[dict[str, Any]]:
@@ -44,7 +47,11 @@ def plane_ports(kube: Kube) -> list[dict[str, Any]]:
 def _(kube: Kube, toolbox_image: str, record_figure: RecordFigure) -> None:
     """Control: the ports answer, so a refusal from outside is the policy."""
     targets = plane_ports(kube)
-    plan = {"control": {"host": targets[0]["host"], "port": targets[0]["port"]}, "targets": targets}
+    plan = {
+        "control": {"host": targets[0]["host"], "port": targets[0]["port"]},
+        "targets": targets,
+        "retry_s": 60,  # every node admits the new probe on its own
+    }
     name = f"reach-inside-{uuid.uuid4().hex[:6]}"
     kube.create(NAMESPACE, workloads.reach_probe(name, toolbox_image, plan))
     try:
@@ -72,7 +79,10 @@ def _(kube: Kube, environment: Environment) -> None:
     assert not opened, f"a pod outside the monitoring plane opened {opened}"
 
 
-@then("Prometheus, Alertmanager, the alert receiver and VictoriaLogs answer through the API server")
+@then(
+    "Prometheus, Alertmanager, the alert receiver, VictoriaLogs and the log agent on every node "
+    "answer through the API server"
+)
 def _(kube: Kube) -> None:
     """The way the deployer and the suite read the plane still works behind the policies."""
     checks = {
@@ -81,5 +91,18 @@ def _(kube: Kube) -> None:
         "the alert receiver": lambda: ServiceProxy(kube.api, f"{SINK}:http").answers("healthz"),
         "VictoriaLogs": lambda: ServiceProxy(kube.api, "victorialogs:http").answers("health"),
     }
+    # A pod on a worker is reached only through `allow-api-server` (a pod on the API
+    # server's own node is reached as local traffic): vlagent runs on every node.
+    for pod in kube.core.list_namespaced_pod(
+        NAMESPACE, label_selector="app.kubernetes.io/name=vlagent"
+    ).items:
+        checks[f"{pod.metadata.name} on {pod.spec.node_name}"] = functools.partial(
+            pod_answers, kube, pod.metadata.name, VLAGENT_PORT, "metrics"
+        )
     for what, answers in checks.items():
         wait_until(answers, timeout=30, interval=2, describe=f"{what} through the API server")
+
+
+def pod_answers(kube: Kube, pod: str, port: int, path: str) -> bool:
+    kube.core.connect_get_namespaced_pod_proxy_with_path(f"{pod}:{port}", NAMESPACE, path)
+    return True
