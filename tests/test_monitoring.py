@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from deployer.actions import capacity, deploy, top
+from deployer.actions import capacity, deploy, monitoring, top
 from deployer.lower import certificates
 from deployer.settings import REPO_ROOT
 from steps.common.observability_steps import duration_seconds
@@ -149,3 +149,25 @@ def test_monitoring_manifests_render(tmp_path: Path) -> None:
     for generator in kustomization["configMapGenerator"]:
         for file in generator["files"]:
             assert (MONITORING / file).exists(), file
+
+
+def test_only_the_api_servers_own_addresses_are_admitted_from_outside_the_plane() -> None:
+    policy = monitoring.api_server_policy(["172.18.0.3", "fd00::3"])
+    assert policy["metadata"] == {
+        "name": "allow-api-server",
+        "namespace": "ce-monitoring",
+        "labels": {"app.kubernetes.io/part-of": "ce-monitoring"},
+    }
+    assert policy["spec"]["podSelector"] == {}
+    assert policy["spec"]["ingress"] == [
+        {"from": [{"ipBlock": {"cidr": "172.18.0.3/32"}}, {"ipBlock": {"cidr": "fd00::3/128"}}]}
+    ]
+
+
+def test_the_plane_denies_ingress_by_default_and_admits_its_own_pods() -> None:
+    documents = [
+        doc for doc in yaml.safe_load_all((MONITORING / "network-policies.yaml").read_text()) if doc
+    ]
+    by_name = {doc["metadata"]["name"]: doc["spec"] for doc in documents}
+    assert by_name["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    assert by_name["allow-monitoring-plane"]["ingress"] == [{"from": [{"podSelector": {}}]}]
