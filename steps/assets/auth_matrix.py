@@ -40,7 +40,7 @@ def main() -> None:
     if plan.get("admit"):
         from admission import wait_admitted
 
-        wait_admitted(plan["admit"])
+        wait_admitted(plan["admit"], addresses=plan.get("admit_addresses", ""))
     results = []
     for item in plan["requests"]:
         result = send(plan["base"], item)

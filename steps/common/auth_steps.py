@@ -13,7 +13,14 @@ from pytest_bdd import then
 
 from steps.support import access_matrix
 from steps.support.access_matrix import Cell
-from steps.support.environments import Environment, api_call, http, session_titles, write_session
+from steps.support.environments import (
+    Environment,
+    api_addresses,
+    api_call,
+    http,
+    session_titles,
+    write_session,
+)
 from steps.support.kube import Kube
 from steps.support.report import RecordFigure
 from steps.support.workloads import script_pod
@@ -120,6 +127,7 @@ def _(
     plan = {
         "base": environment.api_url,
         "admit": f"{environment.api_url}/healthz",
+        "admit_addresses": api_addresses(kube, environment),  # a new pod: every node admits it
         "stop_at": 429,
         "requests": [
             *({**bad, "id": f"bad-{n}"} for n in range(RATE_LIMIT_ATTEMPTS)),
