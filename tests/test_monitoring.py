@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
+import pytest
 import yaml
+from kubernetes.client import ApiClient
 
 from deployer.actions import capacity, deploy, monitoring, top
 from deployer.lower import certificates
+from deployer.lower import kube as lower_kube
 from deployer.settings import REPO_ROOT
 from steps.common.observability_steps import duration_seconds
 from steps.support.monitoring import ENGINE_WORKLOADS, catalogue
@@ -171,3 +174,33 @@ def test_the_plane_denies_ingress_by_default_and_admits_its_own_pods() -> None:
     by_name = {doc["metadata"]["name"]: doc["spec"] for doc in documents}
     assert by_name["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
     assert by_name["allow-monitoring-plane"]["ingress"] == [{"from": [{"podSelector": {}}]}]
+
+
+def test_ready_endpoints_count_unknown_readiness_as_ready_and_skip_not_ready(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """EndpointSlice semantics: a nil `ready` means ready; `ready: false` is left out."""
+
+    def endpoint(address: str, ready: bool | None) -> SimpleNamespace:
+        return SimpleNamespace(addresses=[address], conditions=SimpleNamespace(ready=ready))
+
+    piece = SimpleNamespace(
+        endpoints=[
+            endpoint("10.0.0.1", True),
+            endpoint("10.0.0.2", None),
+            endpoint("10.0.0.3", False),
+        ],
+        ports=[SimpleNamespace(port=8080)],
+    )
+
+    class Discovery:
+        def __init__(self, _api: object) -> None:
+            pass
+
+        def list_namespaced_endpoint_slice(self, _namespace: str, label_selector: str) -> Any:
+            assert label_selector == "kubernetes.io/service-name=engine-api"
+            return SimpleNamespace(items=[piece])
+
+    monkeypatch.setattr(lower_kube.client, "DiscoveryV1Api", Discovery)
+    found = lower_kube.ready_endpoints(ApiClient(), "ce-dev", "engine-api")
+    assert found == [("10.0.0.1", 8080), ("10.0.0.2", 8080)]

@@ -23,7 +23,7 @@ from kubernetes.client.rest import ApiException
 from deployer.catalog import go_programs
 from deployer.errors import ClusterError
 from deployer.lower import certificates, gobuild, proc
-from deployer.lower.kube import api_client, pod_exec
+from deployer.lower.kube import api_client, pod_exec, ready_endpoints
 from deployer.lower.prometheus import NAMESPACE, Prometheus
 from deployer.lower.waiting import WaitTimeout, wait_until
 from deployer.settings import Paths, load_versions
@@ -99,17 +99,7 @@ def api_server_addresses(api: client.ApiClient) -> list[str]:
     """The addresses the API server connects from when it proxies to a pod: those it
     publishes for the ``kubernetes`` Service (a kind node's IP; the control plane's
     network interfaces on EKS, GKE or AKS)."""
-    slices = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
-        "default", label_selector="kubernetes.io/service-name=kubernetes"
-    )
-    addresses = sorted(
-        {
-            address
-            for piece in slices.items
-            for e in piece.endpoints or []
-            for address in e.addresses
-        }
-    )
+    addresses = sorted({address for address, _ in ready_endpoints(api, "default", "kubernetes")})
     if not addresses:
         raise ClusterError("the kubernetes Service publishes no API server address")
     return addresses

@@ -52,6 +52,23 @@ def node_states(api: ApiClient) -> list[NodeState]:
     return sorted(states, key=lambda state: state.name)
 
 
+def ready_endpoints(api: ApiClient, namespace: str, service: str) -> list[tuple[str, int]]:
+    """(address, port) of every ready endpoint behind a Service, from its EndpointSlices."""
+    slices = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
+        namespace, label_selector=f"kubernetes.io/service-name={service}"
+    )
+    return sorted(
+        {
+            (address, int(port.port))
+            for piece in slices.items
+            for endpoint in piece.endpoints or []
+            if endpoint.conditions is None or endpoint.conditions.ready is not False
+            for address in endpoint.addresses
+            for port in piece.ports or []
+        }
+    )
+
+
 def unready_workloads(api: ApiClient, namespace: str) -> list[str]:
     """Deployments and DaemonSets in ``namespace`` not fully available, as readable lines."""
     apps = client.AppsV1Api(api)

@@ -26,6 +26,7 @@ from deployer.actions import deploy as deploy_action
 from deployer.actions import engine_images
 from deployer.actions.engine import ensure_engine
 from deployer.actions.engine_images import EngineImages
+from deployer.lower.kube import ready_endpoints
 from deployer.settings import Paths
 from steps.support.kube import Kube
 from steps.support.workloads import assets_configmap
@@ -319,19 +320,9 @@ def serving_pods(kube: Kube, environment: Environment, app: str) -> list[Any]:
 
 def api_addresses(kube: Kube, environment: Environment) -> str:
     """ "ip:port,..." of every ready engine-api pod, for a client to wait until each admits it."""
-    slices = kube.discovery.list_namespaced_endpoint_slice(
-        environment.namespace, label_selector="kubernetes.io/service-name=engine-api"
-    ).items
-    addresses = [
-        f"{address}:{port.port}"
-        for piece in slices
-        for endpoint in piece.endpoints or []
-        if endpoint.conditions and endpoint.conditions.ready
-        for address in endpoint.addresses
-        for port in piece.ports or []
-    ]
-    assert addresses, f"engine-api has no ready endpoint in {environment.namespace}"
-    return ",".join(sorted(addresses))
+    endpoints = ready_endpoints(kube.api, environment.namespace, "engine-api")
+    assert endpoints, f"engine-api has no ready endpoint in {environment.namespace}"
+    return ",".join(f"{address}:{port}" for address, port in endpoints)
 
 
 def api_call(

@@ -45,10 +45,6 @@ class Kube:
         return client.AutoscalingV2Api(self.api)
 
     @property
-    def discovery(self) -> client.DiscoveryV1Api:
-        return client.DiscoveryV1Api(self.api)
-
-    @property
     def networking(self) -> client.NetworkingV1Api:
         return client.NetworkingV1Api(self.api)
 
