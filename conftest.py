@@ -55,6 +55,7 @@ pytest_plugins = [
     "steps.common.observability_steps",
     "steps.common.monitoring_access_steps",
     "steps.common.delivery_steps",
+    "steps.common.rollback_steps",
 ]
 
 log = logging.getLogger(__name__)

@@ -88,6 +88,11 @@ MONITORING_ROOTFS = RootfsSpec(
 
 MONITORING_IMAGE = "ce.local/monitoring:bookworm"
 
+ARGO_ROLLOUTS_MODULE = "github.com/argoproj/argo-rollouts"
+# The Go release the go command fetches from the module proxy for modules that need
+# a newer Go than the machine's (the only newer one this machine's proxy serves).
+ARGO_ROLLOUTS_TOOLCHAIN = "go1.27.3"
+
 
 def kubernetes_ldflags(version: str) -> str:
     """The version stamps kubeadm and the kubelet report (normally set by make)."""
@@ -176,6 +181,19 @@ def go_programs(paths: Paths, versions: Versions) -> dict[str, GoProgram]:
                 ("vlagent", "github.com/VictoriaMetrics/VictoriaLogs/app/vlagent"),
             ),
         ),
+        # The progressive-delivery controller that rolls a bad engine-api release back
+        # (R2.5). Its go.mod needs Go 1.26.10; this machine has 1.26.8.
+        GoProgram(
+            "argo-rollouts",
+            c / "argo-rollouts",
+            (
+                (
+                    "rollouts-controller",
+                    "github.com/argoproj/argo-rollouts/cmd/rollouts-controller",
+                ),
+            ),
+            toolchain=ARGO_ROLLOUTS_TOOLCHAIN,
+        ),
         # The delivery pipeline: act runs .github/workflows/ here; actionlint checks them.
         GoProgram("act", paths.pipeline_tools / "act", (("act", "github.com/nektos/act"),)),
         GoProgram(
@@ -257,4 +275,17 @@ def cluster_images(paths: Paths, versions: Versions) -> list[ImageSpec]:
             ),
             user="65534",
         ),
+        ImageSpec(
+            argo_rollouts_image(paths),
+            "scratch",
+            (("argo-rollouts", "rollouts-controller"),),
+            entrypoint=("/usr/local/bin/rollouts-controller",),
+            user="999",
+        ),
     ]
+
+
+def argo_rollouts_image(paths: Paths) -> str:
+    return (
+        f"ce.local/argo-rollouts:{component_version(paths, 'argo-rollouts', ARGO_ROLLOUTS_MODULE)}"
+    )

@@ -44,3 +44,21 @@ class CommandError(DeployerError):
         if output_tail:
             message += f"\n--- last output ---\n{output_tail}"
         super().__init__(message)
+
+
+class ReleaseRolledBack(DeployerError):
+    """The progressive-delivery controller aborted a release; the previous one serves again.
+
+    Not a crash: the protection worked. The pipeline stops here and says why."""
+
+    exit_code = 6
+
+    def __init__(
+        self, release: str, previous: str, reason: str, seconds_to_abort: float, seconds: float
+    ) -> None:
+        self.release, self.previous, self.reason = release, previous, reason
+        self.seconds_to_abort, self.seconds = seconds_to_abort, seconds
+        super().__init__(
+            f"release {release} was rolled back automatically after {seconds_to_abort:.0f}s "
+            f"({reason}); {previous} serves again"
+        )

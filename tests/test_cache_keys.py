@@ -29,3 +29,17 @@ def test_changing_a_mode_changes_the_key(tmp_path: Path) -> None:
 
 def test_string_parts_are_not_ambiguous() -> None:
     assert cache_key("ab", "c") != cache_key("a", "bc")
+
+
+def test_a_go_toolchain_is_part_of_a_programs_key_only_when_named(tmp_path: Path) -> None:
+    """Naming a toolchain rebuilds that program; programs without one keep their keys
+    (and their cached builds)."""
+    from deployer.lower.gobuild import GoProgram
+
+    (tmp_path / "go.mod").write_text("module example\n")
+    local = GoProgram("p", tmp_path, (("p", "."),))
+    fetched = GoProgram("p", tmp_path, (("p", "."),), toolchain="go1.27.3")
+    assert local.key("go1.26.8") != fetched.key("go1.26.8")
+    assert local.key("go1.26.8") == GoProgram("p", tmp_path, (("p", "."),), toolchain="").key(
+        "go1.26.8"
+    )

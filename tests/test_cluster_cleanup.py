@@ -94,6 +94,8 @@ def comes_up(fake_edges: tuple[Paths, FakeKind], monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(cluster, "wait_for_system_workloads", lambda _handle: None)
     monkeypatch.setattr(cluster.monitoring, "install", lambda *_args: None)
     monkeypatch.setattr(cluster.monitoring, "wait_ready", lambda *_args: None)
+    monkeypatch.setattr(cluster.delivery, "install", lambda *_args: None)
+    monkeypatch.setattr(cluster.delivery, "wait_ready", lambda *_args: None)
     loaded: list[object] = []
     monkeypatch.setattr(cluster, "load_images", lambda _target, images: loaded.append(images))
     return loaded

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from deployer.actions import cluster_security, monitoring
+from deployer.actions import cluster_security, delivery, monitoring
 from deployer.actions.build import build_all
 from deployer.actions.cluster_security import NODE_PATH, security_dir
 from deployer.actions.deploy import Target, load_images
@@ -155,12 +155,15 @@ def up(paths: Paths, request: ClusterRequest) -> ClusterHandle:
         )
         install_addons(paths, handle)
         wait_for_nodes(handle, expected_nodes=1 + request.workers)
-        # The monitoring plane starts while the system workloads settle; both are awaited.
+        # The monitoring plane and the delivery controller start while the system
+        # workloads settle; all are awaited.
         monitoring_started = time.monotonic()
         monitoring.install(paths, kubeconfig, built.kubectl)
+        delivery.install(paths, kubeconfig, built.kubectl)
         preload = pool.submit(_preload, handle, engine_build) if engine_build else None
         wait_for_system_workloads(handle)
         monitoring.wait_ready(kubeconfig, built.kubectl, monitoring_started)
+        delivery.wait_ready(kubeconfig, monitoring_started)
         handle.engine_images = preload.result() if preload else None
     except (DeployerError, WaitTimeout, KeyboardInterrupt) as error:
         if request.keep_on_failure:

@@ -20,11 +20,11 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from deployer.actions import monitoring
+from deployer.actions import delivery, monitoring
 from deployer.actions.engine import ensure_engine
 from deployer.actions.engine_images import EngineImages, build_engine_images
-from deployer.errors import ClusterError, CommandError, ConfigError
-from deployer.lower import certificates, proc
+from deployer.errors import ClusterError, CommandError, ConfigError, ReleaseRolledBack
+from deployer.lower import certificates, proc, rollouts
 from deployer.lower.kind import Kind
 from deployer.lower.kube import api_client, pod_exec
 from deployer.lower.prune import prune, refs
@@ -207,7 +207,11 @@ def rotate_certificates(target: Target, environment: str) -> CertificateRotation
     started = time.monotonic()
     for workload in ENGINE_DEPLOYMENTS:
         _kubectl(target, "-n", namespace, "rollout", "restart", workload)
-    wait_for_rollout(target, namespace, ENGINE_DEPLOYMENTS)
+    rotation = wait_for_rollout(target, namespace, ENGINE_DEPLOYMENTS[1:])
+    if rotation.rolled_back:
+        raise ClusterError(
+            f"{namespace}: the restart with new certificates was rolled back: {rotation.message}"
+        )
     rolled = time.monotonic() - started
 
     # Any change to the pod makes its kubelet sync it now, mounted Secrets included,
@@ -351,13 +355,16 @@ def _server_side_apply(target: Target, documents: list[dict[str, Any]]) -> None:
 
 
 ENGINE_DEPLOYMENTS = ("deployment/engine-api", "deployment/engine-worker")
+# engine-api's pods belong to its Argo Rollout: the Deployment only holds their template.
+API_ROLLOUT = "engine-api"
+WAITED = ("statefulset/engine-postgres", "deployment/engine-worker")
 
 
 def wait_for_rollout(
-    target: Target,
-    namespace: str,
-    workloads: tuple[str, ...] = ("statefulset/engine-postgres", *ENGINE_DEPLOYMENTS),
-) -> None:
+    target: Target, namespace: str, workloads: tuple[str, ...] = WAITED
+) -> rollouts.RolloutState:
+    """Wait for ``workloads``, then for engine-api's Rollout to be healthy or aborted
+    (a release Argo Rollouts rolled back); return the Rollout's state."""
     for workload in workloads:
         _kubectl(
             target,
@@ -369,6 +376,50 @@ def wait_for_rollout(
             f"--timeout={ROLLOUT_TIMEOUT}s",
             timeout=ROLLOUT_TIMEOUT + 30,
         )
+    api = api_client(target.kubeconfig)
+    last: list[rollouts.RolloutState] = []
+
+    def settled() -> rollouts.RolloutState | None:
+        current = rollouts.state(api, namespace, API_ROLLOUT)
+        if current is None:
+            raise ClusterError(
+                f"{namespace} has no Rollout {API_ROLLOUT!r}: is the Argo Rollouts controller "
+                "installed (`python -m deployer cluster up` installs it)?"
+            )
+        last[:] = [current]
+        return current if current.healthy or current.rolled_back else None
+
+    try:
+        outcome, _ = wait_until(
+            settled,
+            timeout=ROLLOUT_TIMEOUT,
+            interval=1,
+            describe=f"{namespace}/{API_ROLLOUT} rolled out or rolled back",
+        )
+    except WaitTimeout:
+        where = f"{last[0].phase}: {last[0].message}" if last else "no status"
+        raise ClusterError(
+            f"{namespace}/{API_ROLLOUT} neither finished nor was rolled back in "
+            f"{ROLLOUT_TIMEOUT}s ({where})"
+        ) from None
+    return outcome
+
+
+def serving_release(api: client.ApiClient, namespace: str) -> EngineImages | None:
+    """The release that serves now (engine-api's stable pods), or None before the first."""
+    stable = rollouts.stable_images(api, namespace, API_ROLLOUT)
+    if "engine-api" not in stable:
+        return None
+    apps = client.AppsV1Api(api)
+    worker = apps.read_namespaced_deployment("engine-worker", namespace)
+    postgres = apps.read_namespaced_stateful_set("engine-postgres", namespace)
+    containers = {c.name: c.image for c in postgres.spec.template.spec.containers}
+    return EngineImages(
+        api=stable["engine-api"],
+        worker=worker.spec.template.spec.containers[0].image,
+        postgres=containers[POSTGRES_CONTAINER],
+        revision=stable["engine-api"].rsplit(":", 1)[-1].split("-", 1)[-1],
+    )
 
 
 def keep_autoscaled_replicas(
@@ -444,20 +495,58 @@ def deploy(
     log.info("==> Deploying %s", environment)
     if images is None:
         images = build_engine_images(paths, ensure_engine(paths))
+    delivery.ensure(paths, target.kubeconfig, target.kubectl)
     load_images(target, images)
     documents = render(paths, target.kubectl, environment, images)
     namespaces = [doc for doc in documents if doc["kind"] == "Namespace"]
     apply(target, namespaces)
-    ensure_secret(api_client(target.kubeconfig), environment)
-    ensure_tls(api_client(target.kubeconfig), environment)
-    keep_autoscaled_replicas(documents, live_replicas(api_client(target.kubeconfig)))
+    api = api_client(target.kubeconfig)
+    namespace = namespace_for(environment)
+    ensure_secret(api, environment)
+    ensure_tls(api, environment)
+    previous = serving_release(api, namespace)
+    keep_autoscaled_replicas(documents, live_replicas(api))
+    started = time.monotonic()
     apply(target, [doc for doc in documents if doc["kind"] != "Namespace"])
     monitoring.publish_engine_ca(target.kubeconfig, environment, read_ca(target, environment))
-    wait_for_rollout(target, namespace_for(environment))
+    outcome = wait_for_rollout(target, namespace)
+    if outcome.rolled_back:
+        restore(paths, environment, target, images, previous, outcome, started)
     # Only after a good rollout: until then the old pods may still need old objects.
-    namespace = namespace_for(environment)
-    prune(
-        api_client(target.kubeconfig), namespace, refs(documents, namespace), PART_OF, FIELD_MANAGER
-    )
+    prune(api, namespace, refs(documents, namespace), PART_OF, FIELD_MANAGER)
     log.info("==> %s deployed (%s)", environment, images.api)
     return images
+
+
+def restore(
+    paths: Paths,
+    environment: str,
+    target: Target,
+    release: EngineImages,
+    previous: EngineImages | None,
+    outcome: rollouts.RolloutState,
+    started: float,
+) -> None:
+    """Argo Rollouts aborted ``release``: its canary is gone and the stable pods serve.
+    Put the previous release back as the desired state too (engine-worker included),
+    so that the environment says what it runs; then report the rollback as an error."""
+    aborted_after = time.monotonic() - started
+    log.error(
+        "   Argo Rollouts aborted %s after %.0fs: %s", release.api, aborted_after, outcome.message
+    )
+    if previous is None:
+        raise ClusterError(
+            f"the first release of {environment} ({release.api}) was aborted with nothing to "
+            f"roll back to: {outcome.message}"
+        )
+    log.info("==> Rolling %s back to %s", environment, previous.api)
+    documents = render(paths, target.kubectl, environment, previous)
+    apply(target, [doc for doc in documents if doc["kind"] != "Namespace"])
+    restored = wait_for_rollout(target, namespace_for(environment))
+    if not restored.healthy:
+        raise ClusterError(
+            f"{environment}: rolling back to {previous.api} failed: {restored.message}"
+        )
+    raise ReleaseRolledBack(
+        release.api, previous.api, outcome.message, aborted_after, time.monotonic() - started
+    )

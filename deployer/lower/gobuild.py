@@ -26,6 +26,9 @@ class GoProgram:
     packages: tuple[tuple[str, str], ...]  # (binary name, import path)
     ldflags: str = "-s -w"
     tags: str = ""  # Go build tags, comma-separated
+    # A module whose go.mod needs a newer Go than the machine's names the toolchain
+    # release the go command fetches from the module proxy (GOTOOLCHAIN); "" = local.
+    toolchain: str = ""
 
     def key(self, go_version: str) -> str:
         inputs = [
@@ -37,6 +40,7 @@ class GoProgram:
             go_version,
             self.ldflags,
             self.tags,
+            *([f"GOTOOLCHAIN={self.toolchain}"] if self.toolchain else []),
             repr(self.packages),
             "CGO_ENABLED=0",
             "linux/amd64",
@@ -75,7 +79,13 @@ def build(program: GoProgram, out_root: Path, go: str) -> BuiltProgram:
     staging = out_root / program.name / f".{key}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    env = {"CGO_ENABLED": "0", "GOOS": "linux", "GOARCH": "amd64", "GOFLAGS": "-mod=readonly"}
+    env = {
+        "CGO_ENABLED": "0",
+        "GOOS": "linux",
+        "GOARCH": "amd64",
+        "GOFLAGS": "-mod=readonly",
+        "GOTOOLCHAIN": program.toolchain or "local",
+    }
     for binary, package in program.packages:
         proc.run(
             [

@@ -40,9 +40,16 @@ Feature: R2 - Automated CI/CD pipeline (DevOps engineer)
     And the promotion is recorded with who promoted which release and when
     And promoting a release staging never validated is refused and production is unchanged
 
-  @R2.5 @delivery @resilience @not_implemented
-  Scenario: A failing deployment is rolled back automatically
+  @R2.5 @delivery @resilience
+  Scenario: A failing release is rolled back automatically, with no human action
+    Engine-api's releases go through Argo Rollouts: a canary takes a quarter of
+    the pods, its answers are analysed in Prometheus, and a release that makes
+    no progress or answers 5xx is aborted. Three real bad releases, each built
+    from the engine's code with one bug, are shipped while a client reads.
     Given the "staging" environment is deployed
-    When a release whose pods never become Ready is deployed
-    Then the deployer rolls back to the previous release
-    And the engine API kept answering throughout
+    And bad releases are built and on the nodes: pods never Ready, crash-looping, 5xx on one route
+    And a client pod sending requests to the engine API
+    When each bad release is deployed with the deployer
+    Then Argo Rollouts rolled every one of them back with no human action
+    And the environment serves the previous release again, on every pod
+    And users saw no failed request while a release that never served was out, and the errors of the one that did are counted

@@ -77,7 +77,7 @@ Feature: R4 - Secure by design (security officer)
     And a privileged pod, a hostPath pod and a root pod are each rejected with the API's reason
 
   @R4.4 @security @light
-  Scenario: Only the monitoring plane's own pods and the API server reach it, so no one else reads the logs or silences an alert
+  Scenario: Only the monitoring plane's own pods, the API server and the delivery controller's queries reach it, so no one else reads the logs or silences an alert
     Given a running cluster
     And the "dev" environment is deployed
     Then a pod of the monitoring plane opens every port the plane serves

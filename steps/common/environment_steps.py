@@ -203,6 +203,7 @@ def _(kube: Kube, environment_pair: tuple[Environment, Environment], written_tit
 
 LIVE_KINDS = {
     "Deployment": "spec",
+    "Rollout": "spec",
     "StatefulSet": "spec",
     "NetworkPolicy": "spec",
     "HorizontalPodAutoscaler": "spec",

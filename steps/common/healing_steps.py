@@ -299,7 +299,7 @@ def _(
 
     def rescheduled() -> bool:
         for app in ("engine-api", "engine-worker"):
-            wanted = kube.apps.read_namespaced_deployment(app, environment.namespace).spec.replicas
+            wanted = kube.wanted_replicas(environment.namespace, app)
             pods = kube.core.list_namespaced_pod(
                 environment.namespace, label_selector=f"app.kubernetes.io/name={app}"
             ).items

@@ -283,7 +283,7 @@ def start_reader(
 FAULTS = {
     "crash-looping worker": lambda ctx: faults.crash_looping_worker(ctx.kube, ctx.environment),
     "engine-api down": lambda ctx: faults.scaled_away(
-        ctx.kube, ctx.environment, "deployment", "engine-api"
+        ctx.kube, ctx.environment, "rollout", "engine-api"
     ),
     "Postgres down": lambda ctx: faults.scaled_away(
         ctx.kube, ctx.environment, "statefulset", "engine-postgres"

@@ -94,7 +94,7 @@ def _(
         ("engine-api", rollout.images.api),
         ("engine-worker", rollout.images.worker),
     ):
-        wanted = kube.apps.read_namespaced_deployment(app, environment.namespace).spec.replicas
+        wanted = kube.wanted_replicas(environment.namespace, app)
         pods = kube.core.list_namespaced_pod(
             environment.namespace, label_selector=f"app.kubernetes.io/name={app}"
         ).items

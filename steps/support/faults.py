@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from deployer.lower import rollouts
 from deployer.lower.kube import pod_exec
 from deployer.lower.waiting import wait_until
 from steps.support.environments import Environment
@@ -65,12 +66,19 @@ def wait_workloads_ready(kube: Kube, environment: Environment, timeout: float = 
     def ready() -> bool:
         deployments = kube.apps.list_namespaced_deployment(environment.namespace).items
         statefulsets = kube.apps.list_namespaced_stateful_set(environment.namespace).items
-        return all(
-            (d.status.available_replicas or 0) >= (d.spec.replicas or 0)
-            and (d.status.updated_replicas or 0) >= (d.spec.replicas or 0)
-            and not d.status.unavailable_replicas
-            for d in deployments
-        ) and all((s.status.ready_replicas or 0) >= (s.spec.replicas or 0) for s in statefulsets)
+        return (
+            all(
+                (d.status.available_replicas or 0) >= (d.spec.replicas or 0)
+                and (d.status.updated_replicas or 0) >= (d.spec.replicas or 0)
+                and not d.status.unavailable_replicas
+                for d in deployments
+            )
+            and all((s.status.ready_replicas or 0) >= (s.spec.replicas or 0) for s in statefulsets)
+            and all(
+                state is None or state.healthy
+                for state in [rollouts.state(kube.api, environment.namespace, "engine-api")]
+            )
+        )
 
     wait_until(ready, timeout=timeout, interval=2, describe=f"{environment.namespace} ready")
 
@@ -110,28 +118,38 @@ def wait_node_back(kube: Kube, node: str, powered_on_at: float, timeout: float =
 
 
 def scaled_away(kube: Kube, environment: Environment, kind: str, name: str) -> Fault:
-    """A workload scaled to zero (a bad change, an operator error); removed by scaling back."""
-    read = (
-        kube.apps.read_namespaced_deployment_scale
-        if kind == "deployment"
-        else kube.apps.read_namespaced_stateful_set_scale
-    )
-    patch = (
-        kube.apps.patch_namespaced_deployment_scale
-        if kind == "deployment"
-        else kube.apps.patch_namespaced_stateful_set_scale
-    )
+    """A workload scaled to zero (a bad change, an operator error); removed by scaling back.
+    ``kind``: rollout (engine-api's pods are its Argo Rollout's), deployment or statefulset."""
+    namespace = environment.namespace
+    reads: dict[str, Callable[[], int]] = {
+        "rollout": lambda: kube.wanted_replicas(namespace, name),
+        "deployment": lambda: (
+            kube.apps.read_namespaced_deployment_scale(name, namespace).spec.replicas
+        ),
+        "statefulset": lambda: (
+            kube.apps.read_namespaced_stateful_set_scale(name, namespace).spec.replicas
+        ),
+    }
+    patches: dict[str, Callable[[int], Any]] = {
+        "rollout": lambda n: rollouts.scale(kube.api, namespace, name, n),
+        "deployment": lambda n: kube.apps.patch_namespaced_deployment_scale(
+            name, namespace, {"spec": {"replicas": n}}
+        ),
+        "statefulset": lambda n: kube.apps.patch_namespaced_stateful_set_scale(
+            name, namespace, {"spec": {"replicas": n}}
+        ),
+    }
     before: dict[str, int] = {}
 
     def inject() -> None:
-        before["replicas"] = read(name, environment.namespace).spec.replicas
-        patch(name, environment.namespace, {"spec": {"replicas": 0}})
+        before["replicas"] = reads[kind]()
+        patches[kind](0)
 
     def remove() -> None:
-        patch(name, environment.namespace, {"spec": {"replicas": before["replicas"]}})
+        patches[kind](before["replicas"])
         wait_workloads_ready(kube, environment)
 
-    return Fault(f"{name} scaled to zero", inject, remove, {"namespace": environment.namespace})
+    return Fault(f"{name} scaled to zero", inject, remove, {"namespace": namespace})
 
 
 def crash_looping_worker(kube: Kube, environment: Environment) -> Fault:

@@ -138,8 +138,7 @@ def full_capacity(kube: Kube, environment: Environment, workload: str) -> bool:
     if workload == "engine-postgres":
         status = kube.apps.read_namespaced_stateful_set(workload, environment.namespace).status
         return bool(status.ready_replicas == status.replicas)
-    deployment = kube.apps.read_namespaced_deployment(workload, environment.namespace)
-    wanted = deployment.spec.replicas or 0
+    wanted = kube.wanted_replicas(environment.namespace, workload)
     pods = kube.core.list_namespaced_pod(
         environment.namespace, label_selector=f"app.kubernetes.io/name={workload}"
     ).items

@@ -12,6 +12,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
+from deployer.lower import rollouts
 from deployer.lower.kube import api_client, pod_exec
 from deployer.lower.waiting import wait_until
 
@@ -144,8 +145,17 @@ class Kube:
         )
         return seconds
 
+    def wanted_replicas(self, namespace: str, app: str) -> int:
+        """How many pods ``app`` should run: its Argo Rollout's count when it has one
+        (engine-api: the Deployment only holds the template), else its Deployment's."""
+        rollout = rollouts.state(self.api, namespace, app)
+        if rollout is not None:
+            return rollout.desired
+        return int(self.apps.read_namespaced_deployment(app, namespace).spec.replicas or 0)
+
     def restart_deployment(self, namespace: str, name: str, timeout: float) -> float:
-        """Roll every pod of a Deployment (as `kubectl rollout restart`); seconds until done."""
+        """Roll every pod of a Deployment (as `kubectl rollout restart`); seconds until done.
+        For a Deployment that is a Rollout's template, the Rollout rolls the pods."""
         __tracebackhide__ = True
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         patch = {
@@ -160,6 +170,10 @@ class Kube:
         ).metadata.generation
 
         def rolled_out() -> bool:
+            rollout = rollouts.state(self.api, namespace, name)
+            if rollout is not None:
+                assert not rollout.rolled_back, f"the restart was rolled back: {rollout.message}"
+                return rollout.healthy
             deployment = self.apps.read_namespaced_deployment(name, namespace)
             status, want = deployment.status, deployment.spec.replicas
             return bool(

@@ -14,6 +14,7 @@ import os
 import ssl
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +25,8 @@ from prometheus_client.registry import Collector
 
 ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
+ROLLOUTS = "/apis/argoproj.io/v1alpha1/rollouts"
+OPTIONAL = {ROLLOUTS}  # custom resources: a cluster without their controller has none
 
 
 class ApiServer:
@@ -41,8 +44,13 @@ class ApiServer:
         request = urllib.request.Request(
             self.base + path, headers={"Authorization": f"Bearer {token}"}
         )
-        with urllib.request.urlopen(request, timeout=5, context=self.context) as response:
-            return list(json.load(response).get("items", []))
+        try:
+            with urllib.request.urlopen(request, timeout=5, context=self.context) as response:
+                return list(json.load(response).get("items", []))
+        except urllib.error.HTTPError as error:
+            if error.code == 404 and path in OPTIONAL:  # that kind's CRD is not installed
+                return []
+            raise
 
 
 def gauge(name: str, documentation: str, labels: list[str]) -> GaugeMetricFamily:
@@ -113,6 +121,24 @@ def workload_metrics(
         ds_desired.add_metric(labels, float(status.get("desiredNumberScheduled", 0)))
         ds_ready.add_metric(labels, float(status.get("numberReady", 0)))
     yield from (spec, available, unavailable, sts_spec, sts_ready, ds_desired, ds_ready)
+
+
+def rollout_metrics(rollouts: list[dict[str, Any]]) -> Iterator[GaugeMetricFamily]:
+    """Argo Rollouts run engine-api's pods (kube-state-metrics has no such family;
+    these follow its deployment names with ``rollout`` for ``deployment``)."""
+    spec = gauge("kube_rollout_spec_replicas", "Desired replicas", ["namespace", "rollout"])
+    available = gauge(
+        "kube_rollout_status_replicas_available", "Available replicas", ["namespace", "rollout"]
+    )
+    phase = gauge("kube_rollout_status_phase", "Rollout phase", ["namespace", "rollout", "phase"])
+    for item in rollouts:
+        labels = list(meta(item))
+        status = item.get("status", {})
+        spec.add_metric(labels, float(item["spec"].get("replicas", 1)))
+        available.add_metric(labels, float(status.get("availableReplicas", 0)))
+        for value in ("Healthy", "Progressing", "Paused", "Degraded"):
+            phase.add_metric([*labels, value], 1.0 if status.get("phase") == value else 0.0)
+    yield from (spec, available, phase)
 
 
 def pod_metrics(pods: list[dict[str, Any]]) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
@@ -195,6 +221,7 @@ class StateCollector(Collector):
                 self.api.items("/apis/apps/v1/statefulsets"),
                 self.api.items("/apis/apps/v1/daemonsets"),
             )
+            yield from rollout_metrics(self.api.items(ROLLOUTS))
             yield from pod_metrics(self.api.items("/api/v1/pods"))
             yield from autoscaler_metrics(
                 self.api.items("/apis/autoscaling/v2/horizontalpodautoscalers")
