@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pytest_bdd import given, parsers, then, when
 
 from deployer.actions import deploy as deploy_action
-from deployer.actions.engine import ensure_engine
 from deployer.actions.engine_images import EngineImages
 from deployer.errors import DeployerError, ReleaseRolledBack
 from deployer.lower import rollouts
@@ -47,14 +46,11 @@ def _(
     assert serving is not None, f"{environment.namespace} serves no release yet"
     built = []
     for name in (n.strip() for n in names.split(",")):
-        release = releases.BAD_RELEASES[name]
-        built_images = releases.build(
-            environments.paths, ensure_engine(environments.paths), release, serving.revision
-        )
         # An engine-api release: the worker and the database stay as they are.
-        images = dataclasses.replace(built_images, worker=serving.worker, postgres=serving.postgres)
-        deploy_action.load_images(environments.target, images)
-        built.append((release, images))
+        images = dataclasses.replace(
+            environments.bad_release(name), worker=serving.worker, postgres=serving.postgres
+        )
+        built.append((releases.BAD_RELEASES[name], images))
     return built
 
 

@@ -6,13 +6,17 @@ the engine's own code, changed in one place, built into images like any release.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from deployer.actions import engine_images
+from deployer.actions.deploy import Target
 from deployer.actions.engine_images import EngineImages
+from deployer.lower.cache import cache_key
 from deployer.lower.docker_client import DockerClient
 from deployer.settings import Paths
 
@@ -64,9 +68,22 @@ BAD_RELEASES = {
 }
 
 
-def build(paths: Paths, docker: DockerClient, release: BadRelease, based_on: str) -> EngineImages:
+BUILT_STEP = re.compile(r"bad releases are built and on the nodes: (.+)")
+
+
+def needed(steps_of: dict[str, str], scenarios: Iterable[str]) -> list[str]:
+    """The bad releases these scenarios (by title) ship, in order."""
+    names: list[str] = []
+    for scenario in scenarios:
+        for match in BUILT_STEP.finditer(steps_of.get(scenario, "")):
+            names += [n.strip() for n in match.group(1).split(",") if n.strip() not in names]
+    return names
+
+
+def build(paths: Paths, docker: DockerClient, release: BadRelease) -> EngineImages:
     """The engine's images from a copy of engine/ with ``release``'s change, tagged
-    <version>-<based_on>-bad-<slug>; cached by content like every engine build."""
+    <version>-bad-<slug>-<hash of the changed code>: the same code is the same tag in
+    every run (cached, built once), new code is a new tag."""
     with tempfile.TemporaryDirectory(prefix=f"ce-bad-{release.slug}-") as folder:
         copy = Path(folder)
         ignore = shutil.ignore_patterns("__pycache__", "tests", "*.pyc")
@@ -80,6 +97,17 @@ def build(paths: Paths, docker: DockerClient, release: BadRelease, based_on: str
                 f"changes ({release.old!r}); update steps/support/releases.py"
             )
         source.write_text(text.replace(release.old, release.new))
+        content = cache_key(trees=[copy / "engine"])[:10]
         return engine_images.build_engine_images(
-            Paths(repo=copy, cache=paths.cache), docker, rev=f"{based_on}-bad-{release.slug}"
+            Paths(repo=copy, cache=paths.cache), docker, rev=f"bad-{release.slug}-{content}"
         )
+
+
+def build_and_load(paths: Paths, docker: DockerClient, target: Target, name: str) -> EngineImages:
+    """Build one bad release and put its engine-api image on the workers (the release
+    keeps the worker and database images that serve)."""
+    images = build(paths, docker, BAD_RELEASES[name])
+    if target.kind is not None and target.kind_cluster is not None:
+        workers = [n for n in target.kind.nodes(target.kind_cluster) if "control-plane" not in n]
+        target.kind.load_images(target.kind_cluster, [images.api], workers)
+    return images
