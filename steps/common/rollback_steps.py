@@ -33,6 +33,11 @@ class Episode:
     rolled_back: ReleaseRolledBack | None
     error: str = ""  # the deploy neither went live nor was rolled back
 
+    @property
+    def figures(self) -> str:
+        """The prefix of this episode's figures in the report."""
+        return self.release.slug.replace("-", "_")
+
 
 @given(
     parsers.parse("bad releases are built and on the nodes: {names}"),
@@ -82,15 +87,10 @@ def _(
 
 
 @then("Argo Rollouts rolled every one of them back with no human action")
-def _(
-    kube: Kube,
-    environment: Environment,
-    episodes: tuple[EngineImages, list[Episode]],
-    record_figure: RecordFigure,
-) -> None:
+def _(episodes: tuple[EngineImages, list[Episode]], record_figure: RecordFigure) -> None:
     _, ran = episodes
     for episode in ran:
-        slug = episode.release.slug.replace("-", "_")
+        slug = episode.figures
         rolled = episode.rolled_back
         assert rolled is not None, (
             f"the {episode.release.name!r} release ({episode.images.api}) was not rolled "
@@ -150,7 +150,7 @@ def _(
     for episode in ran:
         window = [r for r in logged if episode.started <= r["t"] <= episode.finished + SETTLE_S]
         failed = [r for r in window if not r["ok"]]
-        slug = episode.release.slug.replace("-", "_")
+        slug = episode.figures
         record_figure(f"{slug}_requests_during_episode", len(window))
         record_figure(f"{slug}_failed_requests_during_episode", len(failed))
         assert window, f"no request was sent while the {episode.release.name!r} release was out"
