@@ -25,7 +25,7 @@ from deployer.actions import release
 from deployer.actions.deploy import Target
 from deployer.errors import DeployerError
 from deployer.settings import Paths, default_paths
-from steps.support import matrix, releases
+from steps.support import matrix
 from steps.support.environments import Environments, needed_in_order, scenario_steps
 from steps.support.kube import Kube
 from steps.support.provider import ClusterProvider, existing_provider, kind_provider
@@ -225,17 +225,7 @@ def environments_ahead(request: pytest.FixtureRequest) -> None:
     )
     if provider is not None and provider.kind_name is not None:
         environments: Environments = request.getfixturevalue("environments")
-        environments.deploy_ahead(names, releases_needed(request.session))
-
-
-def releases_needed(session: pytest.Session) -> list[str]:
-    """The bad releases (R2.5) the selected scenarios ship: built ahead, like environments."""
-    scenarios = [
-        scenario_title(item)
-        for item in session.items
-        if not item.get_closest_marker("not_implemented")
-    ]
-    return releases.needed(scenario_steps(Path(session.config.rootpath) / "features"), scenarios)
+        environments.deploy_ahead(names)
 
 
 def environments_needed(session: pytest.Session) -> list[str]:

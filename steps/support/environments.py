@@ -14,8 +14,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from concurrent.futures import Future
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,6 @@ log = logging.getLogger(__name__)
 AUDIENCE = "engine-api"
 DEPLOYED_STEP = re.compile(r'the "(\w+)"(?: and "(\w+)")? environments? (?:is|are) deployed')
 CA_CONFIGMAP = "engine-ca"
-BAD_RELEASE_TIMEOUT = 900  # behind every environment the deploy-ahead thread deploys
 CA_DIR = "/etc/engine-ca"
 CA_FILE = f"{CA_DIR}/ca.crt"
 
@@ -117,8 +115,6 @@ class Environments:
     # co-located by the scheduler (production's tail latency tripled).
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     ahead: threading.Thread | None = field(default=None, repr=False)
-    # Bad releases (R2.5) built and loaded by the deploy-ahead thread once it is done.
-    releases_ahead: dict[str, Future[EngineImages]] = field(default_factory=dict, repr=False)
 
     def session_images(self) -> EngineImages:
         """Built once per session: every environment runs the same build, even if HEAD moves."""
@@ -134,12 +130,10 @@ class Environments:
                 self.deployed[name] = self._deploy(name, self.session_images())
             return self.deployed[name]
 
-    def deploy_ahead(self, names: list[str], bad_releases: Sequence[str] = ()) -> None:
+    def deploy_ahead(self, names: list[str]) -> None:
         """Deploy ``names``, one after the other, in the background while the first scenarios
-        (which need none) run, then build and load ``bad_releases``. A failed deploy is only
-        logged: the scenario that asks for that environment deploys it again and fails with
-        the error; a failed build is that scenario's error."""
-        self.releases_ahead = {name: Future() for name in bad_releases}
+        (which need none) run. A failure is only logged: the scenario that asks for that
+        environment deploys it again and fails with the error."""
 
         def deploy_each() -> None:
             for name in names:
@@ -147,15 +141,7 @@ class Environments:
                     self.ensure(name)
                 except Exception as error:  # noqa: BLE001 - raised again by ensure() in a scenario
                     log.warning("deploying %s ahead failed (its scenario retries): %s", name, error)
-                    break
-            for name, future in self.releases_ahead.items():
-                try:
-                    docker = ensure_engine(self.paths)
-                    future.set_result(
-                        releases.build_and_load(self.paths, docker, self.target, name)
-                    )
-                except Exception as error:  # noqa: BLE001 - raised in the scenario that needs it
-                    future.set_exception(error)
+                    return
 
         log.info("deploying ahead, one after the other: %s", ", ".join(names))
         self.ahead = threading.Thread(target=deploy_each, name="deploy-ahead", daemon=True)
@@ -176,10 +162,8 @@ class Environments:
             self.deployed[name].images = images
 
     def bad_release(self, name: str) -> EngineImages:
-        """A bad release (R2.5), built and on the nodes: from the deploy-ahead thread when
-        it was asked to build it, else now."""
-        if name in self.releases_ahead:
-            return self.releases_ahead[name].result(timeout=BAD_RELEASE_TIMEOUT)
+        """A bad release (R2.5), built (cached by its code) and on the nodes. Not built
+        ahead: loading images beside a timing scenario (R5.3's latency trials) skews it."""
         return releases.build_and_load(self.paths, ensure_engine(self.paths), self.target, name)
 
     def build_candidate(self, label: str) -> EngineImages:

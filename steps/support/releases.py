@@ -6,10 +6,8 @@ the engine's own code, changed in one place, built into images like any release.
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,18 +64,6 @@ BAD_RELEASES = {
         ),
     )
 }
-
-
-BUILT_STEP = re.compile(r"bad releases are built and on the nodes: (.+)")
-
-
-def needed(steps_of: dict[str, str], scenarios: Iterable[str]) -> list[str]:
-    """The bad releases these scenarios (by title) ship, in order."""
-    names: list[str] = []
-    for scenario in scenarios:
-        for match in BUILT_STEP.finditer(steps_of.get(scenario, "")):
-            names += [n.strip() for n in match.group(1).split(",") if n.strip() not in names]
-    return names
 
 
 def build(paths: Paths, docker: DockerClient, release: BadRelease) -> EngineImages:
