@@ -62,8 +62,8 @@ def test_an_aborted_rollout_is_a_rollback() -> None:
     assert not state_of(rollout({**status, "abort": False}), None).rolled_back
 
 
-ABORTED = RolloutState("Degraded", "RolloutAborted: canary-5xx failed", True, True, "a", "b", 3, 3)
-HEALTHY = RolloutState("Healthy", "", False, True, "a", "a", 3, 3)
+ABORTED = RolloutState("Degraded", "RolloutAborted: canary-5xx failed", True, True, "a", 3)
+HEALTHY = RolloutState("Healthy", "", False, True, "a", 3)
 GOOD = EngineImages(api="ce.local/engine-api:1-good", revision="good")
 BAD = EngineImages(api="ce.local/engine-api:1-bad", revision="bad")
 

@@ -100,17 +100,11 @@ def install(paths: Paths, kubeconfig: Path, kubectl: Path) -> None:
     documents = render(paths, kubectl)
     first = [d for d in documents if d["kind"] in {"Namespace", "CustomResourceDefinition"}]
     rest = [d for d in documents if d not in first]
+    apply: list[str | Path] = [kubectl, "--kubeconfig", kubeconfig, "apply", "--server-side"]
+    apply += ["--force-conflicts", "--field-manager=ce-deployer", "-f", "-"]
     for batch, what in ((first, "Argo Rollouts CRDs"), (rest, "Argo Rollouts controller")):
-        command: list[str | Path] = [kubectl, "--kubeconfig", kubeconfig, "apply"]
         proc.run(
-            [
-                *command,
-                "--server-side",
-                "--force-conflicts",
-                "--field-manager=ce-deployer",
-                "-f",
-                "-",
-            ],
+            apply,
             timeout=180,
             input_text=yaml.safe_dump_all(batch),
             describe=f"kubectl apply {what}",

@@ -20,9 +20,7 @@ class RolloutState:
     aborted: bool
     observed: bool  # the controller has seen the latest spec and the Deployment's template
     stable_hash: str
-    current_hash: str
     desired: int
-    available: int
 
     @property
     def healthy(self) -> bool:
@@ -74,20 +72,19 @@ def state_of(rollout: dict[str, Any], template_generation: int | None) -> Rollou
         aborted=bool(status.get("abort")),
         observed=observed,
         stable_hash=status.get("stableRS", ""),
-        current_hash=status.get("currentPodHash", ""),
         desired=int(rollout["spec"].get("replicas", 1)),
-        available=int(status.get("availableReplicas", 0)),
     )
 
 
 def stable_images(api: client.ApiClient, namespace: str, name: str) -> dict[str, str]:
     """Container name -> image of the release the Rollout considers stable ({} if none)."""
-    current = state(api, namespace, name)
-    if current is None or not current.stable_hash:
+    rollout = read(api, namespace, name)
+    stable = (rollout or {}).get("status", {}).get("stableRS", "")
+    if not stable:
         return {}
     try:
         replica_set = client.AppsV1Api(api).read_namespaced_replica_set(
-            f"{name}-{current.stable_hash}", namespace
+            f"{name}-{stable}", namespace
         )
     except ApiException as error:
         if error.status == 404:

@@ -66,6 +66,7 @@ def wait_workloads_ready(kube: Kube, environment: Environment, timeout: float = 
     def ready() -> bool:
         deployments = kube.apps.list_namespaced_deployment(environment.namespace).items
         statefulsets = kube.apps.list_namespaced_stateful_set(environment.namespace).items
+        api_rollout = rollouts.state(kube.api, environment.namespace, "engine-api")
         return (
             all(
                 (d.status.available_replicas or 0) >= (d.spec.replicas or 0)
@@ -74,10 +75,7 @@ def wait_workloads_ready(kube: Kube, environment: Environment, timeout: float = 
                 for d in deployments
             )
             and all((s.status.ready_replicas or 0) >= (s.spec.replicas or 0) for s in statefulsets)
-            and all(
-                state is None or state.healthy
-                for state in [rollouts.state(kube.api, environment.namespace, "engine-api")]
-            )
+            and (api_rollout is None or api_rollout.healthy)
         )
 
     wait_until(ready, timeout=timeout, interval=2, describe=f"{environment.namespace} ready")

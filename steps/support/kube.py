@@ -148,9 +148,9 @@ class Kube:
     def wanted_replicas(self, namespace: str, app: str) -> int:
         """How many pods ``app`` should run: its Argo Rollout's count when it has one
         (engine-api: the Deployment only holds the template), else its Deployment's."""
-        rollout = rollouts.state(self.api, namespace, app)
+        rollout = rollouts.read(self.api, namespace, app)
         if rollout is not None:
-            return rollout.desired
+            return int(rollout["spec"].get("replicas", 1))
         return int(self.apps.read_namespaced_deployment(app, namespace).spec.replicas or 0)
 
     def restart_deployment(self, namespace: str, name: str, timeout: float) -> float:
