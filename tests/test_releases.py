@@ -1,4 +1,5 @@
-"""The bad releases R2.5 ships: each still applies to the engine's code."""
+"""The releases the suite builds from patched engine code (R1.4's next release, R2.5's
+bad ones): each change still applies to the engine's code, exactly once."""
 
 from pathlib import Path
 
@@ -7,10 +8,19 @@ import pytest
 from steps.support import releases
 
 REPO = Path(__file__).resolve().parent.parent
+ALL = [*releases.BAD_RELEASES.values(), releases.NEXT_RELEASE]
 
 
-@pytest.mark.parametrize("release", releases.BAD_RELEASES.values(), ids=lambda r: r.slug)
-def test_each_bad_release_changes_exactly_one_place_of_the_engine(
-    release: releases.BadRelease,
+@pytest.mark.parametrize("release", ALL, ids=lambda r: r.slug)
+def test_each_change_of_a_release_finds_its_place_in_the_engine_once(
+    release: releases.Release,
 ) -> None:
-    assert (REPO / release.path).read_text().count(release.old) == 1
+    for change in release.changes:
+        assert (REPO / change.path).read_text().count(change.old) == 1, change.old
+
+
+def test_the_next_release_only_expands_the_schema() -> None:
+    """Its migration adds a nullable column: the release before it keeps inserting."""
+    (schema,) = [c for c in releases.NEXT_RELEASE.changes if c.path == releases.SCHEMA]
+    assert releases.EXPAND in schema.new
+    assert "NOT NULL" not in releases.EXPAND and "DROP" not in schema.new.upper()

@@ -67,16 +67,22 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
     And every acknowledged write is readable and every accepted job is done, with its result
 
   @R1.4 @resilience
-  Scenario: A new version rolls out, and back, under 8 reading and writing clients with zero failed requests
+  Scenario: A new version that migrates the database rolls out, and back, under 8 reading and writing clients with zero failed requests
+    The new version is the engine's next release: sessions keep the ID of the request
+    that created them, in a column its migration adds. Schema changes are
+    expand/contract, so rolling its code back leaves the previous version working on
+    the migrated schema.
     Given the "staging" environment is deployed
-    And a new engine version is built and on the nodes
+    And the engine's next release, which migrates the database, is built and on the nodes
     And 8 clients reading, writing and queueing jobs through the engine API, each at most every 50 ms and waiting 10 s for an answer
     When the new engine version is deployed
     Then the rollout completes with every pod on the new version
     And the engine API says it runs the new version
+    And the new version's migration is applied: a session it creates keeps the ID of its request
     When the previous engine version is deployed again
     Then the rollout completes with every pod on the previous version
     And the engine API says it runs the previous version
+    And the previous version works on the migrated schema: it reads what the new one wrote and writes again
     And none of at least 1000 requests failed during either rollout
     And every acknowledged write is readable and every accepted job is done, with its result
 

@@ -26,7 +26,7 @@ SETTLE_S = 5.0
 class Episode:
     """One bad release, from the deploy command to the previous release serving again."""
 
-    release: releases.BadRelease
+    release: releases.Release
     images: EngineImages
     started: float
     finished: float
@@ -45,7 +45,7 @@ class Episode:
 )
 def _(
     environments: Environments, environment: Environment, names: str
-) -> list[tuple[releases.BadRelease, EngineImages]]:
+) -> list[tuple[releases.Release, EngineImages]]:
     """Before the client starts: building and loading is not part of an episode."""
     serving = deploy_action.serving_release(environments.kube.api, environment.namespace)
     assert serving is not None, f"{environment.namespace} serves no release yet"
@@ -63,7 +63,7 @@ def _(
 def _(
     environments: Environments,
     environment: Environment,
-    bad_releases: list[tuple[releases.BadRelease, EngineImages]],
+    bad_releases: list[tuple[releases.Release, EngineImages]],
 ) -> tuple[EngineImages, list[Episode]]:
     previous = deploy_action.serving_release(environments.kube.api, environment.namespace)
     assert previous is not None

@@ -11,7 +11,7 @@ from pytest_bdd import given, parsers, then, when
 from deployer.actions.engine_images import EngineImages
 from deployer.lower.waiting import wait_until
 from steps.common.workload_steps import Traffic
-from steps.support import clients, workloads
+from steps.support import clients, faults, releases, workloads
 from steps.support.clients import EngineClients
 from steps.support.environments import (
     Environment,
@@ -61,11 +61,15 @@ def _(kube: Kube, environment: Environment, toolbox_image: str) -> Traffic:
     return traffic
 
 
-@given("a new engine version is built and on the nodes", target_fixture="candidate")
+@given(
+    "the engine's next release, which migrates the database, is built and on the nodes",
+    target_fixture="candidate",
+)
 def _(environments: Environments, environment: Environment) -> EngineImages:
     """Before the clients start: building and loading it is not part of the rollout."""
-    candidate = environments.build_candidate("candidate")
+    candidate = environments.build_next_release()
     assert candidate.api != environment.images.api, "the candidate has the current tag"
+    assert candidate.worker != environment.images.worker, "the candidate has the current tag"
     return candidate
 
 
@@ -114,6 +118,67 @@ def _(kube: Kube, environment: Environment, rollouts: list[Rollout], which: str)
     answers = [api_call(kube, environment, "GET", "/info", reader) for _ in range(INFO_ASKS)]
     revisions = [a.body["config"]["revision"] if a.status == 200 else a for a in answers]
     assert all(r == wanted for r in revisions), f"/info answered {revisions}, expected {wanted}"
+
+
+@then(
+    "the new version's migration is applied: a session it creates keeps the ID of its request",
+    target_fixture="migrated_session",
+)
+def _(kube: Kube, environment: Environment) -> tuple[int, str]:
+    """The new code wrote and read the new column: the release really is a new version."""
+    column = releases.NEW_COLUMN
+    assert column in session_columns(kube, environment), f"sessions has no column {column}"
+    request_id = f"r1-4-{uuid.uuid4().hex[:12]}"
+    title = f"written by the next release {uuid.uuid4()}"
+    writer = environment.token("writer")
+    created = api_call(
+        kube,
+        environment,
+        "POST",
+        "/v1/sessions",
+        writer,
+        {"title": title},
+        curl_args=("-H", f"X-Request-ID: {request_id}"),
+    )
+    assert created.status == 201, f"the new version refused a session: {created}"
+    read = api_call(kube, environment, "GET", f"/v1/sessions/{created.body['id']}", writer)
+    assert read.status == 200 and read.body.get(column) == request_id, (
+        f"the new version did not keep the request's ID in {column}: {read}"
+    )
+    return int(created.body["id"]), title
+
+
+@then(
+    "the previous version works on the migrated schema: it reads what the new one wrote "
+    "and writes again"
+)
+def _(kube: Kube, environment: Environment, migrated_session: tuple[int, str]) -> None:
+    """Rolling code back does not roll the schema back (expand/contract): the column
+    stays, and the previous code must neither trip on it nor need it."""
+    column = releases.NEW_COLUMN
+    assert column in session_columns(kube, environment), f"the {column} column is gone"
+    session_id, title = migrated_session
+    writer = environment.token("writer")
+    read = api_call(kube, environment, "GET", f"/v1/sessions/{session_id}", writer)
+    assert read.status == 200 and read.body["title"] == title, (
+        f"the previous version could not read the session the new one wrote: {read}"
+    )
+    assert column not in read.body, f"a previous-version pod still answers with {column}"
+    written = api_call(
+        kube, environment, "POST", "/v1/sessions", writer, {"title": "written after rollback"}
+    )
+    assert written.status == 201, f"the previous version cannot write on the new schema: {written}"
+
+
+def session_columns(kube: Kube, environment: Environment) -> list[str]:
+    """The columns of the sessions table, from the database itself."""
+    out = faults.psql(
+        kube,
+        environment,
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'sessions'",
+        faults.database_name(environment),
+    )
+    return out.split()
 
 
 @then(parsers.parse("none of at least {count:d} requests failed during either rollout"))

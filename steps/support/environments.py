@@ -166,13 +166,11 @@ class Environments:
         ahead: loading images beside a timing scenario (R5.3's latency trials) skews it."""
         return releases.build_and_load(self.paths, ensure_engine(self.paths), self.target, name)
 
-    def build_candidate(self, label: str) -> EngineImages:
-        """A new engine version beside the current one: same code, its own revision and
-        tag; already on the nodes, so that a rollout's time is the rollout's."""
-        current = self.session_images().revision
-        candidate = engine_images.build_engine_images(
-            self.paths, ensure_engine(self.paths), rev=f"{current}-{label}"
-        )
+    def build_next_release(self) -> EngineImages:
+        """The engine's next release (a real code change with a schema migration, built
+        like any release and cached by its code), already on the nodes, so that a
+        rollout's time is the rollout's."""
+        candidate = releases.build(self.paths, ensure_engine(self.paths), releases.NEXT_RELEASE)
         deploy_action.load_images(self.target, candidate)
         return candidate
 

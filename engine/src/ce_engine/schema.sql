@@ -1,4 +1,12 @@
 -- Idempotent schema: applied by engine-api at start-up.
+--
+-- Changes are expand/contract, because a rollout runs two releases side by side and
+-- a rollback runs the previous release on the schema the new one migrated:
+--   expand   - a release adds only what its code needs (a column nullable or with a
+--              default, a table, an index); the release before it keeps working;
+--   contract - what no running release reads any more is dropped in a later release.
+-- A column renamed, retyped or made NOT NULL in one step breaks the release before it.
+-- R1.4 rolls the next release (a column added) out and back under writing clients.
 CREATE TABLE IF NOT EXISTS sessions (
     id          BIGSERIAL PRIMARY KEY,
     title       TEXT NOT NULL CHECK (length(title) BETWEEN 1 AND 200),
