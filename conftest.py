@@ -22,8 +22,12 @@ pytest.register_assert_rewrite("steps")
 
 from deployer.actions import cluster as cluster_actions
 from deployer.actions import release
+from deployer.actions.build import build_all
 from deployer.actions.deploy import Target
+from deployer.actions.engine import ensure_engine
+from deployer.actions.registry import publish
 from deployer.errors import DeployerError
+from deployer.lower.kube import pinned_context
 from deployer.settings import Paths, default_paths
 from steps.support import matrix
 from steps.support.environments import Environments, needed_in_order, scenario_steps
@@ -70,6 +74,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run against this existing cluster instead of creating a kind cluster",
     )
     group.addoption("--context", default=None, help="kubeconfig context (with --kubeconfig)")
+    group.addoption(
+        "--registry",
+        default=None,
+        help="push the stack's images here and have the cluster pull them (with --kubeconfig: "
+        "deploy the engine to a cluster this suite did not create; e.g. localhost:5001 from "
+        "`python -m deployer registry up`, or an ECR repository)",
+    )
     group.addoption(
         "--cluster-name",
         default="ce-acceptance",
@@ -210,9 +221,16 @@ def kube(request: pytest.FixtureRequest, cluster_provider: ClusterProvider) -> K
 
 
 @pytest.fixture(scope="session")
-def toolbox_image(request: pytest.FixtureRequest) -> str:
+def toolbox_image(request: pytest.FixtureRequest, paths: Paths) -> str:
+    """The probe pods' image; pushed first when the cluster pulls from --registry."""
     image: str = request.config.option.toolbox_image
-    return image
+    registry = request.config.option.registry
+    if not registry:
+        return image
+    docker = ensure_engine(paths)
+    if not docker.image_exists(image):  # built with the node image's preloads (cached)
+        build_all(paths, docker)
+    return publish(docker, [image], registry)[image]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -246,11 +264,23 @@ def environments(
     paths: Paths,
     toolbox_image: str,
 ) -> Iterator[Environments]:
-    """The engine's environments, each deployed the first time a scenario needs it."""
-    if cluster_provider.kind_name is None:
-        pytest.skip("not applicable: deploying the engine needs a kind cluster built by this suite")
-    handle = cluster_actions.existing(paths, cluster_provider.kind_name)
-    target = Target(handle.kubeconfig, handle.kubectl, handle.kind, handle.name)
+    """The engine's environments, each deployed the first time a scenario needs it: images
+    loaded into the kind cluster built here, or pushed to --registry for any cluster."""
+    registry = request.config.option.registry
+    if cluster_provider.kind_name is not None:
+        handle = cluster_actions.existing(paths, cluster_provider.kind_name)
+        target = Target(handle.kubeconfig, handle.kubectl, handle.kind, handle.name, registry)
+    elif registry:
+        _, kubectl = cluster_actions.built_tools(paths)
+        kubeconfig = pinned_context(
+            cluster_provider.kubeconfig, cluster_provider.context, paths.cache / "kubeconfigs"
+        )
+        target = Target(kubeconfig, kubectl, registry=registry)
+    else:
+        pytest.skip(
+            "not applicable: on a cluster this suite did not create, deploying the engine "
+            "needs --registry (its nodes pull the images)"
+        )
     deployed = Environments(
         paths, kube, target, toolbox_image, images=cluster_provider.engine_images
     )

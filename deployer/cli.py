@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -23,6 +24,7 @@ from deployer.actions import (
     evidence,
     monitoring,
     pipeline,
+    registry,
     release,
     top,
 )
@@ -31,7 +33,7 @@ from deployer.actions.engine import ensure_engine
 from deployer.actions.engine_images import build_engine_images, image_refs
 from deployer.errors import ConfigError, DeployerError, PrerequisiteError
 from deployer.lower import audit_chain, signing
-from deployer.lower.kube import api_client
+from deployer.lower.kube import api_client, pinned_context
 from deployer.lower.prometheus import Prometheus
 from deployer.settings import Paths, default_paths
 
@@ -71,6 +73,19 @@ def parser() -> argparse.ArgumentParser:
     deploy_cmd = commands.add_parser("deploy", help="deploy the engine to one environment")
     deploy_cmd.add_argument("--env", required=True, help="dev, staging or production")
     deploy_cmd.add_argument("--cluster", default="ce", help="kind cluster made by `cluster up`")
+    deploy_cmd.add_argument(
+        "--kubeconfig", type=Path, help="a cluster this deployer did not create (needs --registry)"
+    )
+    deploy_cmd.add_argument("--context", help="the kubeconfig's context (default: current)")
+    deploy_cmd.add_argument(
+        "--registry", help="push the images here and have the cluster pull them (e.g. ECR)"
+    )
+    registry_cmd = commands.add_parser(
+        "registry", help="a local registry (CNCF Distribution) on 127.0.0.1:5001"
+    )
+    registry_verbs = registry_cmd.add_subparsers(dest="verb", required=True)
+    registry_verbs.add_parser("up", help="build and start it (idempotent)")
+    registry_verbs.add_parser("down", help="stop and remove it (its storage is kept)")
 
     certs_cmd = commands.add_parser(
         "rotate-certs", help="issue an environment's certificates again and roll them in"
@@ -202,6 +217,24 @@ def add_pipeline_commands(commands: Any) -> None:
         step = verbs.add_parser(verb, help=f"(workflow step) {verb} this commit's release")
         step.add_argument("--env", required=True)
         step.add_argument("--cluster", default="ce")
+
+
+def deploy_target(paths: Paths, args: argparse.Namespace) -> deploy.Target:
+    """The kind cluster made here (images loaded), or --kubeconfig's (images pushed)."""
+    if args.kubeconfig is None:
+        target = target_for(paths, args.cluster)
+        return dataclasses.replace(target, registry=args.registry)
+    if not args.registry:
+        raise ConfigError(
+            "--kubeconfig needs --registry: a cluster this deployer did not create pulls the "
+            "engine's images from a registry (start one here with `python -m deployer "
+            "registry up`)"
+        )
+    if not args.kubeconfig.is_file():
+        raise ConfigError(f"no kubeconfig at {args.kubeconfig}")
+    _, kubectl = cluster.built_tools(paths)
+    kubeconfig = pinned_context(args.kubeconfig, args.context, paths.cache / "kubeconfigs")
+    return deploy.Target(kubeconfig, kubectl, registry=args.registry)
 
 
 def target_for(paths: Paths, cluster_name: str) -> deploy.Target:
@@ -347,7 +380,13 @@ def dispatch(args: argparse.Namespace, paths: Paths) -> int:
         print(monitoring.render(paths, kubectl))
     elif args.command == "deploy":
         deploy.check_environment(args.env)
-        deploy.deploy(paths, args.env, target_for(paths, args.cluster))
+        deploy.deploy(paths, args.env, deploy_target(paths, args))
+    elif args.command == "registry":
+        docker = ensure_engine(paths)
+        if args.verb == "up":
+            print(registry.up(paths, docker))
+        elif not registry.down(docker):
+            log.info("no local registry was running")
     elif args.command == "pipeline":
         return run_pipeline(args, paths)
     elif args.command == "promote":

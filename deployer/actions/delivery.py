@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 from kubernetes import client
 
+from deployer.actions.engine import ensure_engine
+from deployer.actions.registry import publish
 from deployer.catalog import ARGO_ROLLOUTS_MODULE, ARGO_ROLLOUTS_TOOLCHAIN, argo_rollouts_image
 from deployer.errors import ClusterError
 from deployer.lower import proc
@@ -46,12 +48,13 @@ def module_dir(paths: Paths) -> Path:
     return Path(json.loads(output)["Dir"])
 
 
-def render(paths: Paths, kubectl: Path) -> list[dict[str, Any]]:
-    """The controller's cluster install, pointed at the image this machine built."""
+def render(paths: Paths, kubectl: Path, image: str | None = None) -> list[dict[str, Any]]:
+    """The controller's cluster install, pointed at the image this machine built (or
+    at ``image``, the same one in a registry)."""
     upstream = module_dir(paths) / "manifests" / "cluster-install"
     output = proc.run([kubectl, "kustomize", upstream], timeout=60, describe="kubectl kustomize")
     documents = [doc for doc in yaml.safe_load_all(output) if doc]
-    return adapt(documents, argo_rollouts_image(paths))
+    return adapt(documents, image or argo_rollouts_image(paths))
 
 
 def adapt(documents: list[dict[str, Any]], image: str) -> list[dict[str, Any]]:
@@ -86,18 +89,18 @@ def _use_local_image(deployment: dict[str, Any], image: str) -> None:
     }
     for container in pod["containers"]:
         container["image"] = image
-        container["imagePullPolicy"] = "IfNotPresent"  # built here; there is no registry
+        container["imagePullPolicy"] = "IfNotPresent"  # built here, loaded or pushed
         container["resources"] = {
             "requests": {"cpu": "50m", "memory": "96Mi"},
             "limits": {"cpu": "500m", "memory": "384Mi", "ephemeral-storage": "1Gi"},
         }
 
 
-def install(paths: Paths, kubeconfig: Path, kubectl: Path) -> None:
+def install(paths: Paths, kubeconfig: Path, kubectl: Path, image: str | None = None) -> None:
     """Apply the controller and its CRDs (server-side: the Rollout CRD is too large for
     client-side apply's annotation); does not wait."""
     log.info("==> Delivery: Argo Rollouts controller and CRDs")
-    documents = render(paths, kubectl)
+    documents = render(paths, kubectl, image)
     first = [d for d in documents if d["kind"] in {"Namespace", "CustomResourceDefinition"}]
     rest = [d for d in documents if d not in first]
     apply: list[str | Path] = [kubectl, "--kubeconfig", kubeconfig, "apply", "--server-side"]
@@ -130,8 +133,9 @@ def wait_ready(kubeconfig: Path, started: float | None = None) -> float:
     return seconds
 
 
-def ensure(paths: Paths, kubeconfig: Path, kubectl: Path) -> None:
-    """Install the controller where it is missing (a cluster this deployer did not create)."""
+def ensure(paths: Paths, kubeconfig: Path, kubectl: Path, registry: str | None = None) -> None:
+    """Install the controller where it is missing (a cluster this deployer did not create;
+    its image pushed to ``registry`` for that cluster to pull)."""
     api = api_client(kubeconfig)
     try:
         client.ApiextensionsV1Api(api).read_custom_resource_definition("rollouts.argoproj.io")
@@ -139,5 +143,9 @@ def ensure(paths: Paths, kubeconfig: Path, kubectl: Path) -> None:
     except client.ApiException as error:
         if error.status != 404:
             raise
-        install(paths, kubeconfig, kubectl)
+        image = None
+        if registry:
+            local = argo_rollouts_image(paths)
+            image = publish(ensure_engine(paths), [local], registry)[local]
+        install(paths, kubeconfig, kubectl, image)
     wait_ready(kubeconfig)

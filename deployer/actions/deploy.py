@@ -8,6 +8,7 @@ environment into the Secret `engine-secrets` and never leave the cluster.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import secrets
 import time
@@ -20,7 +21,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from deployer.actions import delivery, monitoring
+from deployer.actions import delivery, monitoring, registry
 from deployer.actions.engine import ensure_engine
 from deployer.actions.engine_images import EngineImages, build_engine_images
 from deployer.errors import ClusterError, CommandError, ConfigError, ReleaseRolledBack
@@ -51,12 +52,14 @@ IMMUTABLE_STATEFULSET = "updates to statefulset spec for fields other than"
 
 @dataclass(frozen=True)
 class Target:
-    """Where to deploy: a kubeconfig, and the kind cluster to load images into (if any)."""
+    """Where to deploy: a kubeconfig, and how images reach its nodes: loaded into the
+    kind cluster built here, or pushed to ``registry`` for a cluster that pulls."""
 
     kubeconfig: Path
     kubectl: Path
     kind: Kind | None = None
     kind_cluster: str | None = None
+    registry: str | None = None
 
 
 def namespace_for(environment: str) -> str:
@@ -467,9 +470,26 @@ def live_replicas(api: client.ApiClient) -> Callable[[str, str], int | None]:
     return read
 
 
+def ship_images(paths: Paths, target: Target, images: EngineImages) -> EngineImages:
+    """Make the images reachable from the target's nodes; return them as the cluster
+    names them (a registry's refs when pushed)."""
+    if target.registry:
+        pushed = registry.publish(
+            ensure_engine(paths), [images.api, images.worker, images.postgres], target.registry
+        )
+        return dataclasses.replace(
+            images,
+            api=pushed[images.api],
+            worker=pushed[images.worker],
+            postgres=pushed[images.postgres],
+        )
+    load_images(target, images)
+    return images
+
+
 def load_images(target: Target, images: EngineImages) -> None:
-    """Put the images on a kind cluster's nodes (kind skips those already there); a real
-    cluster pulls them from its registry instead."""
+    """Put the images on a kind cluster's nodes (kind skips those already there); a
+    cluster that pulls gets them through ``ship_images`` and a registry."""
     if target.kind is None or target.kind_cluster is None:
         return
     # Only where the engine can run: the control plane is tainted against it.
@@ -495,8 +515,8 @@ def deploy(
     log.info("==> Deploying %s", environment)
     if images is None:
         images = build_engine_images(paths, ensure_engine(paths))
-    delivery.ensure(paths, target.kubeconfig, target.kubectl)
-    load_images(target, images)
+    delivery.ensure(paths, target.kubeconfig, target.kubectl, target.registry)
+    images = ship_images(paths, target, images)
     documents = render(paths, target.kubectl, environment, images)
     namespaces = [doc for doc in documents if doc["kind"] == "Namespace"]
     apply(target, namespaces)

@@ -144,6 +144,21 @@ class DockerClient:
         if not self.image_exists(ref):
             raise BuildError(f"building {ref} produced no image:\n" + "\n".join(last[-10:]))
 
+    def push(self, source: str, destination: str) -> str:
+        """Tag ``source`` as ``destination`` and push it; return the registry's digest."""
+        repository, tag = destination.rsplit(":", 1)
+        try:
+            self._client.images.get(source).tag(repository, tag)
+            stream = self._client.api.push(repository, tag=tag, stream=True, decode=True)
+            digest = ""
+            for chunk in stream:
+                if "error" in chunk:
+                    raise BuildError(f"pushing {destination} failed: {chunk['error'].strip()}")
+                digest = chunk.get("aux", {}).get("Digest", digest)
+        except docker.errors.DockerException as error:
+            raise BuildError(f"pushing {destination} failed: {error}") from None
+        return str(digest)
+
     def save(self, refs: Iterable[str], destination: Path) -> None:
         """Write ``refs`` as one docker-archive tarball (what ``ctr import`` reads)."""
         # The SDK saves one image per call; the CLI writes several with shared layers.
@@ -235,6 +250,26 @@ class DockerClient:
         except docker.errors.DockerException as error:
             verb = "start" if on else "stop"
             raise PrerequisiteError(f"cannot {verb} container {name!r}: {error}") from None
+
+    def container_running(self, name: str, ref: str | None) -> bool:
+        """Is container ``name`` running (from image ``ref``, when given)?"""
+        try:
+            container = self._client.containers.get(name)
+        except docker.errors.NotFound:
+            return False
+        image_matches = ref is None or ref in (container.image.tags or [])
+        return bool(container.status == "running" and image_matches)
+
+    def container_logs(self, name: str) -> str:
+        try:
+            return str(self._client.containers.get(name).logs().decode(errors="replace"))
+        except docker.errors.NotFound:
+            return ""
+
+    def ensure_network(self, name: str) -> None:
+        """A user-defined bridge network (kind makes "kind" itself; reused if it exists)."""
+        if not self._client.networks.list(names=[name]):
+            self._client.networks.create(name, driver="bridge")
 
     def remove_container(self, name: str) -> None:
         try:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from kubernetes import client, config
 from kubernetes.client import ApiClient
 from kubernetes.stream import stream
+
+from deployer.errors import ConfigError
 
 
 def api_client(kubeconfig: Path, context: str | None = None) -> ApiClient:
@@ -17,6 +20,23 @@ def api_client(kubeconfig: Path, context: str | None = None) -> ApiClient:
         config_file=str(kubeconfig), context=context, client_configuration=configuration
     )
     return ApiClient(configuration)
+
+
+def pinned_context(kubeconfig: Path, context: str | None, folder: Path) -> Path:
+    """``kubeconfig`` with ``context`` as its current context, as a file of our own in
+    ``folder`` (kubectl and the client then agree on the cluster without a flag each)."""
+    if context is None:
+        return kubeconfig
+    document = yaml.safe_load(kubeconfig.read_text()) or {}
+    names = [entry.get("name") for entry in document.get("contexts") or []]
+    if context not in names:
+        raise ConfigError(f"{kubeconfig} has no context {context!r} (it has: {names})")
+    document["current-context"] = context
+    folder.mkdir(parents=True, exist_ok=True)
+    pinned = folder / f"kubeconfig-{context.replace('/', '_')}"
+    pinned.touch(mode=0o600)
+    pinned.write_text(yaml.safe_dump(document))
+    return pinned
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,7 @@ class Environments:
         self.ahead.start()
 
     def _deploy(self, name: str, images: EngineImages) -> Environment:
-        deploy_action.deploy(self.paths, name, self.target, images=images)
+        images = deploy_action.deploy(self.paths, name, self.target, images=images)
         namespace = deploy_action.namespace_for(name)
         secret = self.kube.core.read_namespaced_secret(deploy_action.SECRET_NAME, namespace)
         key = base64.b64decode(secret.data["jwt-key"]).decode()
@@ -171,14 +171,13 @@ class Environments:
         like any release and cached by its code), already on the nodes, so that a
         rollout's time is the rollout's."""
         candidate = releases.build(self.paths, ensure_engine(self.paths), releases.NEXT_RELEASE)
-        deploy_action.load_images(self.target, candidate)
-        return candidate
+        return deploy_action.ship_images(self.paths, self.target, candidate)
 
     def roll_out(self, environment: Environment, images: EngineImages) -> Rollout:
         """Deploy ``images`` to an environment already up; time it until the rollout is done."""
         started = time.time()
-        deploy_action.deploy(self.paths, environment.name, self.target, images=images)
-        return Rollout(images, started, time.time())
+        shipped = deploy_action.deploy(self.paths, environment.name, self.target, images=images)
+        return Rollout(shipped, started, time.time())
 
     def _client(self, environment: str, ca_pem: str) -> tuple[str, str]:
         """A namespace with the access label of ``environment`` and a pod to send requests from.

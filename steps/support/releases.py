@@ -7,6 +7,7 @@ the engine's own code, changed in a few places, built into images like any relea
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 from deployer.actions import engine_images
 from deployer.actions.deploy import Target
 from deployer.actions.engine_images import EngineImages
+from deployer.actions.registry import publish
 from deployer.lower.cache import cache_key
 from deployer.lower.docker_client import DockerClient
 from deployer.settings import Paths
@@ -151,9 +153,13 @@ def build(paths: Paths, docker: DockerClient, release: Release) -> EngineImages:
 
 
 def build_and_load(paths: Paths, docker: DockerClient, target: Target, name: str) -> EngineImages:
-    """Build one bad release and put its engine-api image on the workers (the release
-    keeps the worker and database images that serve)."""
+    """Build one bad release and put its engine-api image where the nodes get it (the
+    release keeps the worker and database images that serve)."""
     images = build(paths, docker, BAD_RELEASES[name])
+    if target.registry:
+        return dataclasses.replace(
+            images, api=publish(docker, [images.api], target.registry)[images.api]
+        )
     if target.kind is not None and target.kind_cluster is not None:
         workers = [n for n in target.kind.nodes(target.kind_cluster) if "control-plane" not in n]
         target.kind.load_images(target.kind_cluster, [images.api], workers)
