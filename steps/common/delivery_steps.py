@@ -40,9 +40,12 @@ PROMOTE_TIMEOUT_S = 600
 @pytest.fixture(scope="session")
 def staging_hold(paths: Paths, cluster_provider: ClusterProvider) -> Iterator[ExitStack]:
     """The suite holds staging's pipeline lock while its scenarios use staging: a run's
-    staging deploy waits (automatically, no one approves it) until the delivery scenarios."""
-    assert cluster_provider.kind_name is not None
+    staging deploy waits (automatically, no one approves it) until the delivery scenarios.
+    A cluster this suite did not create has no pipeline of ours deploying to it."""
     hold = ExitStack()
+    if cluster_provider.kind_name is None:
+        yield hold
+        return
     hold.enter_context(
         pipeline.environment_lock(
             paths,
