@@ -87,6 +87,36 @@ MONITORING_ROOTFS = RootfsSpec(
 )
 
 MONITORING_IMAGE = "ce.local/monitoring:bookworm"
+# What the monitoring plane's processes never run: the package managers, every shell
+# (no container of the plane starts one), perl (Debian's essential perl-base), and
+# documentation. Python stays: the kube-state exporter and the alert receiver run it.
+MONITORING_TRIM = (
+    "/usr/bin/apt*",
+    "/usr/bin/dpkg*",
+    "/usr/bin/debconf*",
+    "/usr/sbin/dpkg*",
+    "/usr/lib/apt",
+    "/usr/lib/dpkg",
+    "/usr/lib/x86_64-linux-gnu/libapt-*",
+    "/var/lib/apt",
+    "/var/lib/dpkg",
+    "/var/cache/apt",
+    "/var/cache/debconf",
+    "/var/lib/debconf",
+    "/etc/apt",
+    "/usr/share/debconf",
+    "/usr/bin/perl*",
+    "/usr/lib/x86_64-linux-gnu/perl*",
+    "/usr/share/perl*",
+    "/usr/share/doc",
+    "/usr/share/man",
+    "/usr/share/info",
+    "/usr/share/locale",
+    "/usr/bin/rbash",
+    "/usr/bin/dash",
+    "/usr/bin/sh",
+    "/usr/bin/bash",
+)
 
 ARGO_ROLLOUTS_MODULE = "github.com/argoproj/argo-rollouts"
 # The Go release the go command fetches from the module proxy for modules that need
@@ -214,6 +244,9 @@ class ImageSpec:
     binaries: tuple[tuple[str, str], ...]  # (program name, binary name) -> /usr/local/bin
     entrypoint: tuple[str, ...] = ()
     user: str = ""
+    # Paths (globs) removed from the base before the binaries are added; the result is
+    # flattened into one layer, so what is removed is not shipped.
+    trim: tuple[str, ...] = ()
 
 
 def component_version(paths: Paths, folder: str, module: str) -> str:
@@ -274,6 +307,7 @@ def cluster_images(paths: Paths, versions: Versions) -> list[ImageSpec]:
                 ("victorialogs", "vlagent"),
             ),
             user="65534",
+            trim=MONITORING_TRIM,
         ),
         ImageSpec(
             argo_rollouts_image(paths),

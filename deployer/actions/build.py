@@ -132,6 +132,14 @@ def _component_image(
 ) -> str:
     base = "scratch" if spec.base == "scratch" else bases[spec.base]
     lines = [f"FROM {base}"]
+    if spec.trim:  # bash runs the removal (bash itself last), then one flat layer of the rest
+        removal = "shopt -s nullglob && rm -rf " + " ".join(spec.trim)
+        lines = [
+            f"FROM {base} AS trimmed",
+            f'RUN ["/usr/bin/bash", "-ec", "{removal}"]',
+            "FROM scratch",
+            "COPY --from=trimmed / /",
+        ]
     context = BuildContext("")
     for program, binary in spec.binaries:
         context.add(binary, built[program].binary(binary))

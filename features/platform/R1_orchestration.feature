@@ -9,6 +9,7 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
     Then every engine container runs as a non-root user with a read-only root file system
     And neither the engine-api nor the engine-worker image holds a shell, a package manager or a second interpreter
     And the engine-postgres image holds no package manager, no interpreter and no shell but the bash its entrypoint runs
+    And the monitoring plane's image holds no shell and no package manager, and no interpreter but the Python its exporters run
     And every engine container declares CPU and memory requests and limits
     And the engine-api image is at most 100 MB
     And the engine-postgres image is at most 150 MB

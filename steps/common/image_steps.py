@@ -23,6 +23,9 @@ from steps.support.report import RecordFigure
 INTERPRETER = "usr/bin/python3.11"  # the one interpreter the engine images need
 POSTGRES_SHELLS = frozenset({"usr/bin/bash", "usr/bin/sh"})
 SBOM_PATH = "usr/share/sbom/engine.cdx.json"
+# The kube-state exporter and the alert receiver are Python (Debian's python3).
+MONITORING_PYTHON = frozenset({"usr/bin/python3.11", "usr/bin/python3"})
+MONITORING_NAMESPACE = "ce-monitoring"
 
 
 def engine_pods(kube: Kube, environment: Environment) -> list[Any]:
@@ -130,6 +133,36 @@ def _(environment: Environment, engine_filesystems: ImageFilesystems) -> None:
     assert not found, f"{environment.images.postgres} holds {[str(f) for f in found]}"
 
 
+@then(
+    "the monitoring plane's image holds no shell and no package manager, and no interpreter "
+    "but the Python its exporters run"
+)
+def _(kube: Kube, engine_filesystems: ImageFilesystems, record_figure: RecordFigure) -> None:
+    """The image the plane's pods run (read from the pods), judged like the engine's."""
+    pods = kube.core.list_namespaced_pod(MONITORING_NAMESPACE).items
+    running = {c.image for pod in pods for c in pod.spec.containers if "monitoring" in c.image}
+    if not running:
+        pytest.skip("not applicable: the monitoring plane is not installed on this cluster")
+    for image in sorted(running):
+        root = engine_filesystems[image]
+        found = image_scan.scan(root, allowed=MONITORING_PYTHON)
+        assert not found, f"{image} holds {[str(f) for f in found]}"
+        record_figure(f"image_bytes[{image.split('/')[-1]}]", image_bytes(image))
+
+
+def image_bytes(image: str) -> int:
+    """The size Docker reports for ``image`` (uncompressed, every layer)."""
+    return int(
+        subprocess.run(
+            ["docker", "image", "inspect", "-f", "{{.Size}}", image],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    )
+
+
 @then("every engine container declares CPU and memory requests and limits")
 def _(kube: Kube, environment: Environment) -> None:
     for pod in engine_pods(kube, environment):
@@ -158,15 +191,7 @@ def _(
     }[name]
     running = {c.image for pod in engine_pods(kube, environment) for c in pod.spec.containers}
     assert image in running, f"{image} is not what runs: {running}"
-    size = int(
-        subprocess.run(
-            ["docker", "image", "inspect", "-f", "{{.Size}}", image],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout
-    )
+    size = image_bytes(image)
     record_figure(f"{name.replace('-', '_')}_image_bytes", size)
     assert size <= megabytes * 1_000_000, f"{name} image is {size / 1e6:.1f} MB"
 
