@@ -99,3 +99,12 @@ def test_unfinished_runs_are_cancelled_with_their_whole_process_group(tmp_path: 
     assert runner.wait(timeout=10) == -15
     assert pipeline.load_run(run_dir).status == "cancelled"
     assert pipeline.cancel_unfinished(tmp_path) == []
+
+
+def test_each_runner_slot_has_its_own_virtualenvs(tmp_path: Path) -> None:
+    """Two runs creating the same virtualenvs at once broke each other on a new machine."""
+    paths = Paths(repo=tmp_path, cache=tmp_path / "cache")
+    first, second = pipeline._runner_env(paths, 0), pipeline._runner_env(paths, 1)
+    for key in ("CE_TOX_WORK_DIR", "VIRTUALENV_OVERRIDE_APP_DATA"):
+        assert first[key] != second[key]
+        assert first[key].startswith(str(paths.cache))

@@ -171,7 +171,7 @@ def run(paths: Paths, home: Path, run_id: str) -> int:
             config = home_config(home)
             program = go_programs(paths, load_versions(paths))["act"]
             act = gobuild.build(program, paths.go_bin, gobuild.go_version())
-            env = _runner_env(paths)
+            env = _runner_env(paths, slot)
             _check_out(Path(config["remote"]), workspace, record, env)
             event = run_dir / "event.json"
             event.write_text(json.dumps(_push_event(record)))
@@ -278,13 +278,18 @@ def _push_event(record: RunRecord) -> dict[str, Any]:
     }
 
 
-def _runner_env(paths: Paths) -> dict[str, str]:
+def _runner_env(paths: Paths, slot: int) -> dict[str, str]:
     """The runner's environment: ours, minus an outer tox/pytest/git; the interpreter that
     runs the deployer first on PATH (the workflow calls ``python``); test virtualenvs of
-    its own, kept in the cache across runs (a checkout elsewhere must not rebuild ours)."""
+    its own, kept in the cache across runs (a checkout elsewhere must not rebuild ours).
+    Each runner slot has its own virtualenvs and virtualenv seed cache: two runs creating
+    the same ones at once on a new machine broke each other's (a seed directory deleted
+    under the other's feet)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(INHERITED_PREFIXES)}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
-    env["CE_TOX_WORK_DIR"] = str(paths.cache / "pipeline-tox")
+    work = paths.cache / "pipeline-tox" / f"runner-{slot}"
+    env["CE_TOX_WORK_DIR"] = str(work)
+    env["VIRTUALENV_OVERRIDE_APP_DATA"] = str(work / "virtualenv-app-data")
     return env
 
 

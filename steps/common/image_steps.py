@@ -7,6 +7,7 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 import testinfra
 from pytest_bdd import parsers, then
 
+from deployer.lower.waiting import wait_until
 from steps.support import image_scan
 from steps.support.environments import Environment
 from steps.support.healing import node_agent
@@ -81,26 +83,43 @@ def _(kube: Kube, environment: Environment, namespace: str, toolbox_image: str) 
     """Observed on the node: the container's first process's UID and its root mount's flags."""
     checked = 0
     for pod in engine_pods(kube, environment):
-        for status in pod.status.container_statuses or []:
-            container_id = status.container_id.split("://", 1)[1]
-            agent = node_agent(kube, namespace, pod.spec.node_name, toolbox_image)
-            script = (
-                f'for p in /proc/[0-9]*; do grep -qs "{container_id}" "$p/cgroup" || continue; '
-                'uid=$(awk "/^Uid:/{print \\$2}" "$p/status"); '
-                'root=$(awk \'$5 == "/" {print $6}\' "$p/mountinfo" | tail -n 1); '
-                'echo "$uid $root"; break; done'
-            )
-            code, output = kube.exec(namespace, agent, ["sh", "-c", script])
-            assert code == 0 and output.strip(), (
-                f"no process found for {pod.metadata.name}/{status.name}"
+        if pod.metadata.deletion_timestamp is not None:
+            continue  # on its way out (a rollout elsewhere): its replacement is checked
+        agent = node_agent(kube, namespace, pod.spec.node_name, toolbox_image)
+        for container in pod.spec.containers:
+            name = f"{pod.metadata.name}/{container.name}"
+            # The container's ID is read again on each try: a container restarted (a probe
+            # on a loaded machine) between listing and looking has a new one.
+            output, _ = wait_until(
+                partial(first_process, kube, namespace, agent, pod, container.name),
+                timeout=60,
+                interval=2,
+                describe=f"the first process of {name} on its node",
             )
             uid, options = output.split()
-            assert uid != "0", f"{pod.metadata.name}/{status.name} runs as root"
-            assert options.split(",")[0] == "ro", (
-                f"{pod.metadata.name}/{status.name} root file system is mounted {options}"
-            )
+            assert uid != "0", f"{name} runs as root"
+            assert options.split(",")[0] == "ro", f"{name} root file system is mounted {options}"
             checked += 1
     assert checked >= 3, f"expected api, worker and postgres containers, checked {checked}"
+
+
+def first_process(kube: Kube, namespace: str, agent: str, pod: Any, container: str) -> str | None:
+    """The UID and root mount options of the container's first process, seen from its
+    node ("1000 ro,relatime"); None while the container has no running process."""
+    live = kube.core.read_namespaced_pod(pod.metadata.name, pod.metadata.namespace)
+    statuses = {s.name: s for s in live.status.container_statuses or []}
+    status = statuses.get(container)
+    if status is None or not status.container_id or status.state.running is None:
+        return None
+    container_id = status.container_id.split("://", 1)[1]
+    script = (
+        f'for p in /proc/[0-9]*; do grep -qs "{container_id}" "$p/cgroup" || continue; '
+        'uid=$(awk "/^Uid:/{print \\$2}" "$p/status"); '
+        'root=$(awk \'$5 == "/" {print $6}\' "$p/mountinfo" | tail -n 1); '
+        'echo "$uid $root"; break; done'
+    )
+    code, output = kube.exec(namespace, agent, ["sh", "-c", script])
+    return output.strip() if code == 0 and output.strip() else None
 
 
 @then(
