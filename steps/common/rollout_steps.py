@@ -112,9 +112,21 @@ def _(
 
 @then(parsers.parse("the engine API says it runs the {which} version"))
 def _(kube: Kube, environment: Environment, rollouts: list[Rollout], which: str) -> None:
-    """Asked through the Service several times: once rolled out, no pod may answer otherwise."""
+    """Asked through the Service several times once the previous version's pods are gone
+    (they finish their in-flight requests first): then no pod may answer otherwise."""
     wanted = rollouts[-1].images.revision
     reader = environment.token("reader")
+
+    def leaving() -> list[str]:
+        pods = kube.core.list_namespaced_pod(environment.namespace, label_selector=API_SELECTOR)
+        return [p.metadata.name for p in pods.items if p.metadata.deletion_timestamp]
+
+    wait_until(
+        lambda: not leaving(),
+        timeout=90,
+        interval=1,
+        describe="the previous version's engine-api pods to finish draining",
+    )
     answers = [api_call(kube, environment, "GET", "/info", reader) for _ in range(INFO_ASKS)]
     revisions = [a.body["config"]["revision"] if a.status == 200 else a for a in answers]
     assert all(r == wanted for r in revisions), f"/info answered {revisions}, expected {wanted}"
