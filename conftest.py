@@ -27,7 +27,6 @@ from deployer.actions.deploy import Target
 from deployer.actions.engine import ensure_engine
 from deployer.actions.registry import publish
 from deployer.errors import DeployerError
-from deployer.lower.kube import pinned_context
 from deployer.settings import Paths, default_paths
 from steps.support import matrix
 from steps.support.environments import Environments, needed_in_order, scenario_steps
@@ -271,11 +270,9 @@ def environments(
         handle = cluster_actions.existing(paths, cluster_provider.kind_name)
         target = Target(handle.kubeconfig, handle.kubectl, handle.kind, handle.name, registry)
     elif registry:
-        _, kubectl = cluster_actions.built_tools(paths)
-        kubeconfig = pinned_context(
-            cluster_provider.kubeconfig, cluster_provider.context, paths.cache / "kubeconfigs"
+        target = cluster_actions.pulling_target(
+            paths, cluster_provider.kubeconfig, cluster_provider.context, registry
         )
-        target = Target(kubeconfig, kubectl, registry=registry)
     else:
         pytest.skip(
             "not applicable: on a cluster this suite did not create, deploying the engine "

@@ -33,7 +33,7 @@ from deployer.actions.engine import ensure_engine
 from deployer.actions.engine_images import build_engine_images, image_refs
 from deployer.errors import ConfigError, DeployerError, PrerequisiteError
 from deployer.lower import audit_chain, signing
-from deployer.lower.kube import api_client, pinned_context
+from deployer.lower.kube import api_client
 from deployer.lower.prometheus import Prometheus
 from deployer.settings import Paths, default_paths
 
@@ -230,11 +230,7 @@ def deploy_target(paths: Paths, args: argparse.Namespace) -> deploy.Target:
             "engine's images from a registry (start one here with `python -m deployer "
             "registry up`)"
         )
-    if not args.kubeconfig.is_file():
-        raise ConfigError(f"no kubeconfig at {args.kubeconfig}")
-    _, kubectl = cluster.built_tools(paths)
-    kubeconfig = pinned_context(args.kubeconfig, args.context, paths.cache / "kubeconfigs")
-    return deploy.Target(kubeconfig, kubectl, registry=args.registry)
+    return cluster.pulling_target(paths, args.kubeconfig, args.context, args.registry)
 
 
 def target_for(paths: Paths, cluster_name: str) -> deploy.Target:

@@ -23,7 +23,7 @@ from deployer.catalog import go_programs
 from deployer.errors import ClusterError, ConfigError, DeployerError, PrerequisiteError
 from deployer.lower import gobuild, proc
 from deployer.lower.kind import Kind
-from deployer.lower.kube import api_client, node_states, unready_workloads
+from deployer.lower.kube import api_client, node_states, pinned_context, unready_workloads
 from deployer.lower.waiting import WaitTimeout, wait_until
 from deployer.settings import Paths, load_versions
 
@@ -258,6 +258,16 @@ def existing(paths: Paths, name: str) -> ClusterHandle:
             f"no cluster named {name!r}; create it with `python -m deployer cluster up`"
         )
     return ClusterHandle(name, kubeconfig, kind, kubectl)
+
+
+def pulling_target(paths: Paths, kubeconfig: Path, context: str | None, registry: str) -> Target:
+    """A cluster this deployer did not create, reached by its kubeconfig (``context``
+    pinned in a copy of our own): its nodes pull what ``registry`` is given."""
+    if not kubeconfig.is_file():
+        raise ConfigError(f"no kubeconfig at {kubeconfig}")
+    _, kubectl = built_tools(paths)
+    pinned = pinned_context(kubeconfig, context, paths.cache / "kubeconfigs")
+    return Target(pinned, kubectl, registry=registry)
 
 
 def built_tools(paths: Paths) -> tuple[Kind, Path]:

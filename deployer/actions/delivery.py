@@ -18,11 +18,11 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from deployer.actions.engine import ensure_engine
 from deployer.actions.registry import publish
 from deployer.catalog import ARGO_ROLLOUTS_MODULE, ARGO_ROLLOUTS_TOOLCHAIN, argo_rollouts_image
 from deployer.errors import ClusterError
 from deployer.lower import proc
+from deployer.lower.docker_client import DockerClient
 from deployer.lower.kube import api_client, unready_workloads
 from deployer.lower.waiting import WaitTimeout, wait_until
 from deployer.settings import Paths
@@ -146,6 +146,6 @@ def ensure(paths: Paths, kubeconfig: Path, kubectl: Path, registry: str | None =
         image = None
         if registry:
             local = argo_rollouts_image(paths)
-            image = publish(ensure_engine(paths), [local], registry)[local]
+            image = publish(DockerClient(), [local], registry)[local]  # built here
         install(paths, kubeconfig, kubectl, image)
     wait_ready(kubeconfig)

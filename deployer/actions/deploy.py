@@ -26,6 +26,7 @@ from deployer.actions.engine import ensure_engine
 from deployer.actions.engine_images import EngineImages, build_engine_images
 from deployer.errors import ClusterError, CommandError, ConfigError, ReleaseRolledBack
 from deployer.lower import certificates, proc, rollouts
+from deployer.lower.docker_client import DockerClient
 from deployer.lower.kind import Kind
 from deployer.lower.kube import api_client, pod_exec
 from deployer.lower.prune import prune, refs
@@ -470,12 +471,13 @@ def live_replicas(api: client.ApiClient) -> Callable[[str, str], int | None]:
     return read
 
 
-def ship_images(paths: Paths, target: Target, images: EngineImages) -> EngineImages:
+def ship_images(target: Target, images: EngineImages) -> EngineImages:
     """Make the images reachable from the target's nodes; return them as the cluster
     names them (a registry's refs when pushed)."""
     if target.registry:
+        # The images were built here, so the engine runs: no start-up check again.
         pushed = registry.publish(
-            ensure_engine(paths), [images.api, images.worker, images.postgres], target.registry
+            DockerClient(), [images.api, images.worker, images.postgres], target.registry
         )
         return dataclasses.replace(
             images,
@@ -516,7 +518,7 @@ def deploy(
     if images is None:
         images = build_engine_images(paths, ensure_engine(paths))
     delivery.ensure(paths, target.kubeconfig, target.kubectl, target.registry)
-    images = ship_images(paths, target, images)
+    images = ship_images(target, images)
     documents = render(paths, target.kubectl, environment, images)
     namespaces = [doc for doc in documents if doc["kind"] == "Namespace"]
     apply(target, namespaces)

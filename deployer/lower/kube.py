@@ -34,7 +34,8 @@ def pinned_context(kubeconfig: Path, context: str | None, folder: Path) -> Path:
     document["current-context"] = context
     folder.mkdir(parents=True, exist_ok=True)
     pinned = folder / f"kubeconfig-{context.replace('/', '_')}"
-    pinned.touch(mode=0o600)
+    pinned.touch()
+    pinned.chmod(0o600)  # before the credentials are written, whatever it was
     pinned.write_text(yaml.safe_dump(document))
     return pinned
 

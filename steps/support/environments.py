@@ -171,7 +171,7 @@ class Environments:
         like any release and cached by its code), already on the nodes, so that a
         rollout's time is the rollout's."""
         candidate = releases.build(self.paths, ensure_engine(self.paths), releases.NEXT_RELEASE)
-        return deploy_action.ship_images(self.paths, self.target, candidate)
+        return deploy_action.ship_images(self.target, candidate)
 
     def roll_out(self, environment: Environment, images: EngineImages) -> Rollout:
         """Deploy ``images`` to an environment already up; time it until the rollout is done."""
