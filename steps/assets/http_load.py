@@ -3,7 +3,9 @@ seconds (at most MAX_REQUESTS in total); prints one JSON summary line.
 
 RATE=0: closed loop, each client sends as soon as it has its answer (capacity).
 RATE>0: fixed arrival rate shared by the clients; latency is counted from the time a
-request was due, so a server that falls behind shows it (no coordinated omission)."""
+request was due, so a server that falls behind shows it (no coordinated omission).
+START_AT (Unix time, optional): once admitted, wait until then, so that two loads on two
+environments run at the same moment and share whatever else the machine is doing."""
 
 import http.client
 import json
@@ -24,6 +26,7 @@ CONCURRENCY = int(os.environ.get("CONCURRENCY", "8"))
 DURATION = float(os.environ.get("DURATION", "20"))
 MAX_REQUESTS = int(os.environ.get("MAX_REQUESTS", "20000"))
 RATE = float(os.environ.get("RATE", "0"))
+START_AT = float(os.environ.get("START_AT", "0"))
 
 latencies: list[float] = []
 errors = [0]
@@ -71,6 +74,10 @@ def client(index: int, begin: float, deadline: float) -> None:
 def main() -> None:
     # Measure the service, not the NetworkPolicy controller catching up with this pod.
     admitted_after = wait_admitted(URL.geturl(), TOKEN, os.environ.get("ADMIT", ""))
+    # Late (admitted after START_AT): start now and say by how much, the caller decides.
+    start_late = time.time() - START_AT if START_AT else 0.0
+    if start_late < 0:
+        time.sleep(-start_late)
     started = time.monotonic()
     threads = [
         threading.Thread(target=client, args=(index, started, started + DURATION))
@@ -98,6 +105,7 @@ def main() -> None:
                 "concurrency": CONCURRENCY,
                 "rate": RATE,
                 "admitted_after_s": round(admitted_after, 1),
+                "start_late_s": round(max(0.0, start_late), 2),
                 "error_kinds": error_kinds,
             }
         ),

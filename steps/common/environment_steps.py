@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import statistics
+import time
 import uuid
 from typing import Any
 
@@ -27,6 +29,8 @@ from steps.support.environments import (
 )
 from steps.support.kube import Kube
 from steps.support.report import RecordFigure
+
+log = logging.getLogger(__name__)
 
 
 @given(parsers.parse('the "{name}" environment is deployed'), target_fixture="environment")
@@ -290,56 +294,86 @@ def _(
     record_figure("allowed_difference_patterns", len(allowed))
 
 
-# Two phases per environment, the same for both: capacity (closed loop, as fast as the
-# clients can go) and latency at one fixed arrival rate, 1.2 x dev's own capacity: more
-# than dev can carry (its queue grows for the whole trial) and well inside production's
-# capacity (measured 1.3-2 x dev's). Latency counts from each request's due time, so a
-# queue shows. The latency phase runs three times per environment, interleaved (dev,
-# production, dev, ...), and each environment's median p99 counts: one stall of the
-# shared load generator or node must not decide the verdict either way. Measured: at
-# 80 % neither was loaded and p99 was a coin toss (dev 581/144/170 ms, production
-# 99/248/176 ms); at 100 % production's median p99 was lower in 5 runs of 8 (a dev trial
-# that was not quite saturated beats production's scheduling noise on 2 shared cores).
+# Paired trials: dev and production get the same load at the same moment, each from its
+# own client namespace, so whatever else the 2-core machine does then (an environment
+# starting up, Prometheus compacting, the scheduler) weighs on both alike. Sequential
+# trials let it decide the verdict: production lost on p99 (414 against 398 ms) in a
+# run where its capacity had come out at 1.18 x dev's, so 1.2 x dev's capacity loaded
+# production too. Two phases: capacity (closed loop, as fast as the clients can go),
+# then latency at one fixed arrival rate halfway between the two capacities, counted from
+# each request's due time so that a queue shows; three latency trials, each environment's
+# median p99 counts. Halfway, not the geometric mean: with production's generator held
+# to a rate, dev gets more of the machine than in the capacity phase (81 requests/s
+# flat out there, 105-125 at the geometric mean, 126 requests/s: not saturated).
 LOAD = {"CONCURRENCY": "8", "DURATION": "15", "MAX_REQUESTS": "60000"}
 LATENCY_TRIALS = 3
-LATENCY_RATE_OF_DEV_CAPACITY = 1.2
 MAX_ERROR_RATIO = 0.01
+P99_RATIO_AT_MOST = 0.5
+# Each pair starts this long after its pods are created (pod start and NetworkPolicy
+# admission measured 1-5 s), more on a retry; a side that starts later than the skew
+# voids the pair, which is run again.
+START_SLACK_S = 10.0
+MAX_START_SKEW_S = 1.0
+PAIR_ATTEMPTS = 3
 
 
-def run_load(
-    kube: Kube, environment: Environment, path: str, image: str, rate: float = 0
-) -> dict[str, Any]:
-    """One bounded load against one environment, from its own client namespace."""
-    name = f"load-{uuid.uuid4().hex[:6]}"
-    env = {
-        **LOAD,
-        "RATE": str(rate),
-        "URL": f"{environment.api_url}{path}",
-        "TOKEN": environment.token("reader"),
-        "ADMIT": api_addresses(kube, environment),
-    }
-    kube.create(
-        environment.client_namespace,
-        workloads.script_pod(name, "http_load.py", env, image, deadline_s=180),
+def run_paired_load(
+    kube: Kube, pair: tuple[Environment, ...], path: str, image: str, rate: float = 0
+) -> dict[str, dict[str, Any]]:
+    """The same bounded load on each environment of ``pair`` at the same moment."""
+    late = 0.0
+    for attempt in range(1, PAIR_ATTEMPTS + 1):
+        start_at = time.time() + START_SLACK_S * attempt
+        pods = {}
+        for environment in pair:
+            name = f"load-{uuid.uuid4().hex[:6]}"
+            env = {
+                **LOAD,
+                "RATE": str(rate),
+                "START_AT": f"{start_at:.3f}",
+                "URL": f"{environment.api_url}{path}",
+                "TOKEN": environment.token("reader"),
+                "ADMIT": api_addresses(kube, environment),
+            }
+            kube.create(
+                environment.client_namespace,
+                workloads.script_pod(name, "http_load.py", env, image, deadline_s=180),
+            )
+            pods[environment.name] = (environment.client_namespace, name)
+        results = {
+            env_name: kube.summary_of(namespace, name, timeout=240)
+            for env_name, (namespace, name) in pods.items()
+        }
+        late = max(result["start_late_s"] for result in results.values())
+        if late <= MAX_START_SKEW_S:
+            for result in results.values():
+                result["pair_attempts"] = attempt
+            return results
+        log.warning("paired load: a side started %.1f s late; again with more slack", late)
+    raise AssertionError(
+        f"the paired loads never started within {MAX_START_SKEW_S} s of each other "
+        f"in {PAIR_ATTEMPTS} attempts (last: {late} s late)"
     )
-    return kube.summary_of(environment.client_namespace, name, timeout=240)
 
 
 @when(
-    "the same bounded load is sent to each from inside the cluster", target_fixture="load_results"
+    "the same bounded load is sent to both at the same moment from inside the cluster",
+    target_fixture="load_results",
 )
 def _(
     kube: Kube, environment_pair: tuple[Environment, Environment], toolbox_image: str
 ) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     restarts_before = {env.name: api_restarts(kube, env) for env in environment_pair}
-    for env in environment_pair:
-        results[f"{env.name}_capacity"] = run_load(kube, env, "/v1/sessions", toolbox_image)
-    rate = round(LATENCY_RATE_OF_DEV_CAPACITY * results["dev_capacity"]["rps"], 1)
+    capacity = run_paired_load(kube, environment_pair, "/v1/sessions", toolbox_image)
+    for name, result in capacity.items():
+        results[f"{name}_capacity"] = result
+    rate = round((capacity["dev"]["rps"] + capacity["production"]["rps"]) / 2, 1)
     for trial in range(1, LATENCY_TRIALS + 1):
+        latency = run_paired_load(kube, environment_pair, "/v1/sessions", toolbox_image, rate)
         for env in environment_pair:
             phase = f"{env.name}_latency_{trial}"
-            results[phase] = run_load(kube, env, "/v1/sessions", toolbox_image, rate)
+            results[phase] = latency[env.name]
             results[phase]["api_restarts"] = api_restarts(kube, env) - restarts_before[env.name]
     return results
 
@@ -354,10 +388,19 @@ def api_restarts(kube: Kube, environment: Environment) -> int:
     )
 
 
-@then("production serves more requests per second with a lower p99 latency than dev")
+@then("production serves more requests per second than dev, at under half its p99 latency")
 def _(load_results: dict[str, dict[str, Any]], record_figure: RecordFigure) -> None:
     for phase, result in load_results.items():
-        for key in ("rps", "p50_ms", "p99_ms", "errors", "error_kinds", "admitted_after_s"):
+        for key in (
+            "rps",
+            "p50_ms",
+            "p99_ms",
+            "errors",
+            "error_kinds",
+            "admitted_after_s",
+            "start_late_s",
+            "pair_attempts",
+        ):
             record_figure(f"{phase}_{key}", result[key])
     record_figure("latency_phase_rate_rps", load_results["dev_latency_1"]["rate"])
     last = f"latency_{LATENCY_TRIALS}"
@@ -380,4 +423,9 @@ def _(load_results: dict[str, dict[str, Any]], record_figure: RecordFigure) -> N
     record_figure("dev_median_latency_p99_ms", p99["dev"])
     record_figure("production_median_latency_p99_ms", p99["production"])
     assert capacity["production"] > capacity["dev"], f"production is not faster: {capacity}"
-    assert p99["production"] < p99["dev"], f"production's median p99 is not lower: {p99} ms"
+    # Dev is offered more than it can carry (its queue grows for the whole trial) and
+    # production less: measured 0.22-0.25 x dev's p99 when production is tuned, 0.79 x
+    # with production sized like dev but logging less (so "lower" alone would pass that).
+    assert p99["production"] <= P99_RATIO_AT_MOST * p99["dev"], (
+        f"production's median p99 is not under {P99_RATIO_AT_MOST} x dev's: {p99} ms"
+    )
