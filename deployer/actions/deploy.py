@@ -426,40 +426,50 @@ def serving_release(api: client.ApiClient, namespace: str) -> EngineImages | Non
     )
 
 
+# What an HPA may scale here: engine-worker's Deployment, engine-api's Argo Rollout.
+SCALABLE = ("Deployment", "Rollout")
+
+
 def keep_autoscaled_replicas(
-    documents: list[dict[str, Any]], live: Callable[[str, str], int | None]
+    documents: list[dict[str, Any]], live: Callable[[str, str, str], int | None]
 ) -> None:
-    """A deploy must not undo the autoscaler: a Deployment that an HPA scales keeps its
+    """A deploy must not undo the autoscaler: a workload that an HPA scales keeps its
     live replica count (within the HPA's bounds) rather than the manifest's starting
-    value, so a rollout under load does not first stop the pods the load needed."""
-    deployments = {
-        (doc["metadata"].get("namespace", ""), doc["metadata"]["name"]): doc
+    value, so a rollout under load does not first stop the pods the load needed.
+    ``live(namespace, kind, name)`` reads the count, None before the first deploy."""
+    workloads = {
+        (doc["kind"], doc["metadata"].get("namespace", ""), doc["metadata"]["name"]): doc
         for doc in documents
-        if doc["kind"] == "Deployment"
+        if doc["kind"] in SCALABLE
     }
     for hpa in (doc for doc in documents if doc["kind"] == "HorizontalPodAutoscaler"):
         ref, spec = hpa["spec"]["scaleTargetRef"], hpa["spec"]
         namespace = hpa["metadata"].get("namespace", "")
-        deployment = deployments.get((namespace, ref["name"]))
-        current = live(namespace, ref["name"]) if ref["kind"] == "Deployment" else None
-        if deployment is None or current is None:
+        workload = workloads.get((ref["kind"], namespace, ref["name"]))
+        if workload is None:
+            continue
+        current = live(namespace, ref["kind"], ref["name"])
+        if current is None:
             continue  # a first deploy starts from the manifest
         kept = min(max(current, spec.get("minReplicas", 1)), spec["maxReplicas"])
-        if kept != deployment["spec"].get("replicas"):
+        if kept != workload["spec"].get("replicas"):
             log.info(
                 "   %s: keeping the autoscaler's %d replicas (the manifest starts at %s)",
                 ref["name"],
                 kept,
-                deployment["spec"].get("replicas"),
+                workload["spec"].get("replicas"),
             )
-            deployment["spec"]["replicas"] = kept
+            workload["spec"]["replicas"] = kept
 
 
-def live_replicas(api: client.ApiClient) -> Callable[[str, str], int | None]:
-    """Reads a Deployment's replica count, or None when it does not exist yet."""
+def live_replicas(api: client.ApiClient) -> Callable[[str, str, str], int | None]:
+    """Reads a Deployment's or a Rollout's replica count, or None when it does not exist yet."""
     apps = client.AppsV1Api(api)
 
-    def read(namespace: str, name: str) -> int | None:
+    def read(namespace: str, kind: str, name: str) -> int | None:
+        if kind == "Rollout":
+            rollout = rollouts.read(api, namespace, name)
+            return None if rollout is None else int(rollout["spec"].get("replicas", 1))
         try:
             replicas = apps.read_namespaced_deployment(name, namespace).spec.replicas
         except ApiException as error:

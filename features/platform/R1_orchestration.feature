@@ -17,14 +17,14 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
     And every engine image carries an SBOM
 
   @R1.2 @resilience
-  Scenario: Load makes Kubernetes scale the worker out, and back in when it ends, every job done once
+  Scenario: Load makes Kubernetes scale the API and the worker out, and back in when it ends, every job done once
     Given a running cluster
     And the "production" environment is deployed
-    When CPU-heavy jobs keep arriving
-    Then the engine-worker deployment scales out within 5 minutes
-    When the jobs stop
+    When requests and CPU-heavy jobs keep arriving
+    Then engine-api and engine-worker scale out within 5 minutes
+    When the load stops
     Then every job submitted was done exactly once
-    And the engine-worker deployment scales back in within 5 minutes
+    And engine-api and engine-worker scale back in within 5 minutes
 
   @R1.3 @resilience
   Scenario: The engine heals killed, hung and deleted processes while its clients are served

@@ -4,6 +4,7 @@ seconds (at most MAX_REQUESTS in total); prints one JSON summary line.
 RATE=0: closed loop, each client sends as soon as it has its answer (capacity).
 RATE>0: fixed arrival rate shared by the clients; latency is counted from the time a
 request was due, so a server that falls behind shows it (no coordinated omission).
+STOP_FILE (optional): the load ends when this file exists.
 START_AT (Unix time, optional): once admitted, wait until then, so that two loads on two
 environments run at the same moment and share whatever else the machine is doing."""
 
@@ -27,6 +28,7 @@ DURATION = float(os.environ.get("DURATION", "20"))
 MAX_REQUESTS = int(os.environ.get("MAX_REQUESTS", "20000"))
 RATE = float(os.environ.get("RATE", "0"))
 START_AT = float(os.environ.get("START_AT", "0"))
+STOP_FILE = os.environ.get("STOP_FILE", "")  # the suite creates it to end the load early
 
 latencies: list[float] = []
 errors = [0]
@@ -38,7 +40,7 @@ def client(index: int, begin: float, deadline: float) -> None:
     connection = CONNECTION(HOST, PORT, timeout=5)
     headers = {"Authorization": f"Bearer {TOKEN}"} if TOKEN else {}
     sequence = 0
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (STOP_FILE and os.path.exists(STOP_FILE)):
         with lock:
             if len(latencies) + errors[0] >= MAX_REQUESTS:
                 return

@@ -1,4 +1,4 @@
-"""Steps that load the engine's job queue and watch the HorizontalPodAutoscaler act."""
+"""Steps that load the engine (requests and queued jobs) and watch its autoscalers act."""
 
 from __future__ import annotations
 
@@ -9,101 +9,168 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubernetes.client.rest import ApiException
 from pytest_bdd import parsers, then, when
 
 from deployer.lower.waiting import WaitTimeout, wait_until
 from steps.support import workloads
 from steps.support.environments import Environment, api_addresses
-from steps.support.kube import Kube
+from steps.support.kube import Kube, is_ready
 from steps.support.monitoring import LogStore
 from steps.support.report import RecordFigure
 
-WORKER = "engine-worker"
+# Each scales on its own load: engine-api on requests (CPU), engine-worker on jobs (CPU).
+SCALED = ("engine-api", "engine-worker")
 JOBS_PER_SECOND = "4"
 ITERATIONS = "150000"  # about a quarter of a CPU second per job: 4/s is a core's worth of work
-MAX_SUBMIT_ERROR_RATIO = 0.01
-MAX_LOAD_S = 300  # the submitter's own limit; the scenario stops it once the worker scaled out
+# Closed loop: as many requests as 8 keep-alive clients get answered.
+REQUESTS = {"CONCURRENCY": "8", "RATE": "0", "MAX_REQUESTS": "10000000", "STOP_FILE": "/tmp/stop"}
+MAX_ERROR_RATIO = 0.01
+MAX_LOAD_S = 300  # the load pods' own limit; the scenario stops them once both scaled out
 KEEP_LOADING_AFTER_SCALE_OUT_S = 20
 JOBS_DONE_WITHIN_S = 300
 
 
 @dataclass
-class JobLoad:
+class Scaled:
+    """One autoscaled workload: its bounds and what it did under the load."""
+
+    name: str
+    minimum: int
+    maximum: int
+    peak: int = 0
+    scaled_out_after: float = 0.0
+
+
+@dataclass
+class Load:
     namespace: str
-    pod: str
+    jobs_pod: str
+    requests_pod: str
     started: float
-    min_replicas: int
-    max_replicas: int
-    peak_replicas: int = 0
+    scaled: dict[str, Scaled]
     stopped: float = 0.0
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def ready_workers(kube: Kube, namespace: str) -> int:
-    status = kube.apps.read_namespaced_deployment(WORKER, namespace).status
-    return int(status.ready_replicas or 0)
+def ready_pods(kube: Kube, namespace: str, app: str) -> int:
+    """Ready pods of ``app`` that are not on their way out."""
+    pods = kube.core.list_namespaced_pod(
+        namespace, label_selector=f"app.kubernetes.io/name={app}"
+    ).items
+    return sum(1 for pod in pods if pod.metadata.deletion_timestamp is None and is_ready(pod))
 
 
-@when("CPU-heavy jobs keep arriving", target_fixture="load")
-def _(kube: Kube, environment: Environment, toolbox_image: str) -> JobLoad:
-    hpa = kube.autoscaling.read_namespaced_horizontal_pod_autoscaler(WORKER, environment.namespace)
-    minimum, maximum = int(hpa.spec.min_replicas or 1), int(hpa.spec.max_replicas)
+def at_rest(kube: Kube, namespace: str, scaled: Scaled) -> bool:
+    return (
+        kube.wanted_replicas(namespace, scaled.name) == scaled.minimum
+        and ready_pods(kube, namespace, scaled.name) == scaled.minimum
+    )
+
+
+@when("requests and CPU-heavy jobs keep arriving", target_fixture="load")
+def _(kube: Kube, environment: Environment, toolbox_image: str) -> Load:
+    namespace = environment.namespace
+    scaled = {}
+    for name in SCALED:
+        try:
+            hpa = kube.autoscaling.read_namespaced_horizontal_pod_autoscaler(name, namespace)
+        except ApiException as error:
+            assert error.status != 404, f"{name} has no HorizontalPodAutoscaler in {namespace}"
+            raise
+        scaled[name] = Scaled(name, int(hpa.spec.min_replicas or 1), int(hpa.spec.max_replicas))
     # Start from rest, so a scale-out below is caused by this load.
     wait_until(
-        lambda: ready_workers(kube, environment.namespace) == minimum,
+        lambda: all(at_rest(kube, namespace, s) for s in scaled.values()),
         timeout=360,
         interval=1,
-        describe=f"{WORKER} at its minimum of {minimum} replicas before the load",
+        describe="engine-api and engine-worker at their minimum replicas before the load",
     )
-    name = f"jobs-{uuid.uuid4().hex[:6]}"
-    env = {
+    run = uuid.uuid4().hex[:6]
+    jobs = {
         "URL": f"{environment.api_url}/v1/jobs",
         "TOKEN": environment.token("writer"),
         "RATE": JOBS_PER_SECOND,
         "DURATION": str(MAX_LOAD_S),
         "ITERATIONS": ITERATIONS,
-        "RUN": name,
+        "RUN": f"jobs-{run}",
         "ADMIT": api_addresses(kube, environment),
     }
-    pod = workloads.script_pod(name, "job_load.py", env, toolbox_image, MAX_LOAD_S + 300)
-    kube.create(environment.client_namespace, pod)
-    return JobLoad(environment.client_namespace, name, time.time(), minimum, maximum)
+    requests = {
+        **REQUESTS,
+        "URL": f"{environment.api_url}/v1/sessions",
+        "TOKEN": environment.token("reader"),
+        "DURATION": str(MAX_LOAD_S),
+        "ADMIT": api_addresses(kube, environment),
+    }
+    for pod, script, env in (
+        (f"jobs-{run}", "job_load.py", jobs),
+        (f"requests-{run}", "http_load.py", requests),
+    ):
+        manifest = workloads.script_pod(pod, script, env, toolbox_image, MAX_LOAD_S + 300)
+        kube.create(environment.client_namespace, manifest)
+    return Load(environment.client_namespace, f"jobs-{run}", f"requests-{run}", time.time(), scaled)
 
 
-@then(parsers.parse("the engine-worker deployment scales out within {minutes:d} minutes"))
+def watch_peaks(kube: Kube, environment: Environment, load: Load) -> None:
+    """Note each workload's Ready pods: the first time above its minimum, and its peak."""
+    for scaled in load.scaled.values():
+        ready = ready_pods(kube, environment.namespace, scaled.name)
+        scaled.peak = max(scaled.peak, ready)
+        if ready > scaled.minimum and not scaled.scaled_out_after:
+            scaled.scaled_out_after = round(time.time() - load.started, 1)
+
+
+@then(parsers.parse("engine-api and engine-worker scale out within {minutes:d} minutes"))
 def _(
-    kube: Kube, environment: Environment, load: JobLoad, minutes: int, record_figure: RecordFigure
+    kube: Kube, environment: Environment, load: Load, minutes: int, record_figure: RecordFigure
 ) -> None:
-    wait_until(
-        lambda: ready_workers(kube, environment.namespace) > load.min_replicas,
-        timeout=minutes * 60 - (time.time() - load.started),
-        interval=1,
-        describe=f"more than {load.min_replicas} Ready {WORKER} replicas",
-    )
-    record_figure("seconds_to_first_new_ready_worker", round(time.time() - load.started, 1))
+    def all_scaled_out() -> bool:
+        watch_peaks(kube, environment, load)
+        return all(scaled.scaled_out_after for scaled in load.scaled.values())
+
+    try:
+        wait_until(
+            all_scaled_out,
+            timeout=minutes * 60 - (time.time() - load.started),
+            interval=1,
+            describe="more Ready engine-api and engine-worker pods than their minimum",
+        )
+    finally:
+        for scaled in load.scaled.values():
+            record_figure(f"{scaled.name}_seconds_to_first_new_ready_pod", scaled.scaled_out_after)
 
 
-@when("the jobs stop")
-def _(kube: Kube, environment: Environment, load: JobLoad, record_figure: RecordFigure) -> None:
-    """Keep the load until the maximum is reached, or a little past the first new worker
-    (to see the peak); then stop it. The submitter then waits for every job it got
+@when("the load stops")
+def _(kube: Kube, environment: Environment, load: Load, record_figure: RecordFigure) -> None:
+    """Keep the load until both reach their maximum, or a little past the last scale-out
+    (to see the peaks); then stop it. The job submitter then waits for every job it got
     accepted to be done."""
 
     def at_maximum() -> bool:
-        load.peak_replicas = max(load.peak_replicas, ready_workers(kube, environment.namespace))
-        return load.peak_replicas >= load.max_replicas
+        watch_peaks(kube, environment, load)
+        return all(scaled.peak >= scaled.maximum for scaled in load.scaled.values())
 
     with contextlib.suppress(WaitTimeout):
         wait_until(
             at_maximum,
             timeout=KEEP_LOADING_AFTER_SCALE_OUT_S,
             interval=1,
-            describe="the peak number of Ready workers",
+            describe="the peak number of Ready pods",
         )
-    code, output = kube.exec(load.namespace, load.pod, ["touch", "/tmp/stop"])
-    assert code == 0, f"could not stop the job load: {output}"
+    for pod in (load.jobs_pod, load.requests_pod):
+        code, output = kube.exec(load.namespace, pod, ["touch", "/tmp/stop"])
+        assert code == 0, f"could not stop the load in {pod}: {output}"
     load.stopped = time.time()
-    load.summary = kube.summary_of(load.namespace, load.pod, timeout=JOBS_DONE_WITHIN_S)
+    requests = kube.summary_of(load.namespace, load.requests_pod, timeout=60)
+    load.summary = kube.summary_of(load.namespace, load.jobs_pod, timeout=JOBS_DONE_WITHIN_S)
+    for scaled in load.scaled.values():
+        record_figure(f"{scaled.name}_peak_ready_pods", scaled.peak)
+        record_figure(f"{scaled.name}_max_replicas", scaled.maximum)
+    record_figure("requests_answered", requests["requests"])
+    record_figure("requests_per_second", requests["rps"])
+    record_figure("requests_failed", requests["errors"])
+    record_figure("request_errors", requests["error_kinds"])
     record_figure("jobs_submitted", load.summary["submitted"])
     record_figure("job_submissions_failed", load.summary["errors"])
     record_figure("job_submission_errors", load.summary["error_kinds"])
@@ -111,16 +178,18 @@ def _(kube: Kube, environment: Environment, load: JobLoad, record_figure: Record
     record_figure(
         "seconds_until_network_policy_admitted_the_new_client", load.summary["admitted_after_s"]
     )
-    record_figure("peak_ready_workers", load.peak_replicas)
-    record_figure("max_workers", load.max_replicas)
+    sent = requests["requests"] + requests["errors"]
+    assert requests["errors"] <= MAX_ERROR_RATIO * sent, (
+        f"the API failed requests under load: {requests}"
+    )
     sent = load.summary["submitted"] + load.summary["errors"]
-    assert load.summary["errors"] <= MAX_SUBMIT_ERROR_RATIO * sent, (
+    assert load.summary["errors"] <= MAX_ERROR_RATIO * sent, (
         f"the API refused or dropped jobs under load: {load.summary}"
     )
 
 
 @then("every job submitted was done exactly once")
-def _(kube: Kube, environment: Environment, load: JobLoad, record_figure: RecordFigure) -> None:
+def _(kube: Kube, environment: Environment, load: Load, record_figure: RecordFigure) -> None:
     never_done = load.summary["never_done"]
     record_figure("jobs_never_done", len(never_done))
     assert load.summary["submitted"] > 0 and not never_done, (
@@ -133,7 +202,7 @@ def _(kube: Kube, environment: Environment, load: JobLoad, record_figure: Record
     def completions() -> dict[str, int] | None:
         lines = LogStore(kube.api).query(
             f'_msg:"job done" AND kubernetes.pod_namespace:"{environment.namespace}" '
-            f'AND request_id:"{load.pod}-"*',
+            f'AND request_id:"{load.jobs_pod}-"*',
             limit=10 * len(wanted),
         )
         counted = Counter(str(line.get("job_id")) for line in lines)
@@ -145,18 +214,26 @@ def _(kube: Kube, environment: Environment, load: JobLoad, record_figure: Record
     assert not twice, f"jobs done more than once: {twice}"
 
 
-@then(parsers.parse("the engine-worker deployment scales back in within {minutes:d} minutes"))
+@then(parsers.parse("engine-api and engine-worker scale back in within {minutes:d} minutes"))
 def _(
-    kube: Kube, environment: Environment, load: JobLoad, minutes: int, record_figure: RecordFigure
+    kube: Kube, environment: Environment, load: Load, minutes: int, record_figure: RecordFigure
 ) -> None:
-    stopped = load.stopped
-    wait_until(
-        lambda: (
-            kube.apps.read_namespaced_deployment(WORKER, environment.namespace).spec.replicas
-            == load.min_replicas
-        ),
-        timeout=minutes * 60 - (time.time() - stopped),
-        interval=1,
-        describe=f"{WORKER} back at {load.min_replicas} replicas",
-    )
-    record_figure("seconds_to_scale_in_after_load", round(time.time() - stopped, 1))
+    back: dict[str, float] = {}
+
+    def all_back() -> bool:
+        for scaled in load.scaled.values():
+            wanted = kube.wanted_replicas(environment.namespace, scaled.name)
+            if scaled.name not in back and wanted == scaled.minimum:
+                back[scaled.name] = round(time.time() - load.stopped, 1)
+        return len(back) == len(load.scaled)
+
+    try:
+        wait_until(
+            all_back,
+            timeout=minutes * 60 - (time.time() - load.stopped),
+            interval=1,
+            describe="engine-api and engine-worker back at their minimum replicas",
+        )
+    finally:
+        for name, seconds in back.items():
+            record_figure(f"{name}_seconds_to_scale_in_after_load", seconds)

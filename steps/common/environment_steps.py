@@ -308,6 +308,7 @@ def _(
 LOAD = {"CONCURRENCY": "8", "DURATION": "15", "MAX_REQUESTS": "60000"}
 LATENCY_TRIALS = 3
 MAX_ERROR_RATIO = 0.01
+# A margin, not "lower": two equal environments, paired, differ by chance.
 P99_RATIO_AT_MOST = 0.5
 # Each pair starts this long after its pods are created (pod start and NetworkPolicy
 # admission measured 1-5 s), more on a retry; a side that starts later than the skew
@@ -388,8 +389,15 @@ def api_restarts(kube: Kube, environment: Environment) -> int:
     )
 
 
-@then("production serves more requests per second than dev, at under half its p99 latency")
-def _(load_results: dict[str, dict[str, Any]], record_figure: RecordFigure) -> None:
+@then(
+    parsers.parse(
+        "production serves at least {at_least:f} x dev's requests per second, "
+        "at under half its p99 latency"
+    )
+)
+def _(
+    load_results: dict[str, dict[str, Any]], at_least: float, record_figure: RecordFigure
+) -> None:
     for phase, result in load_results.items():
         for key in (
             "rps",
@@ -422,7 +430,10 @@ def _(load_results: dict[str, dict[str, Any]], record_figure: RecordFigure) -> N
     }
     record_figure("dev_median_latency_p99_ms", p99["dev"])
     record_figure("production_median_latency_p99_ms", p99["production"])
-    assert capacity["production"] > capacity["dev"], f"production is not faster: {capacity}"
+    ratio = round(capacity["production"] / capacity["dev"], 2)
+    record_figure("production_capacity_over_dev", ratio)
+    record_figure("production_p99_over_dev", round(p99["production"] / p99["dev"], 2))
+    assert ratio >= at_least, f"production does not serve {at_least} x dev's requests/s: {capacity}"
     # Dev is offered more than it can carry (its queue grows for the whole trial) and
     # production less: measured 0.22-0.25 x dev's p99 when production is tuned, 0.79 x
     # with production sized like dev but logging less (so "lower" alone would pass that).
