@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from deployer.actions import cluster_security, delivery, monitoring
+from deployer.actions import cluster_lease, cluster_security, delivery, monitoring
 from deployer.actions.build import build_all
 from deployer.actions.cluster_security import NODE_PATH, security_dir
 from deployer.actions.deploy import Target, load_images
@@ -44,6 +44,9 @@ class ClusterRequest:
     # Build the engine's images while the cluster is created and put them on its workers
     # while the add-ons start: the first deploy then has nothing to build or load.
     with_engine: bool = False
+    # A suite run's cluster, deleted at its end: if the run is killed, the next run may
+    # delete the leftover (cluster_lease). `cluster up` makes kept ones.
+    ephemeral: bool = False
 
     def validate(self) -> None:
         if not NAME_PATTERN.match(self.name):
@@ -130,10 +133,7 @@ def up(paths: Paths, request: ClusterRequest) -> ClusterHandle:
     built = build_all(paths, docker)
     kind = Kind(built.kind)
     if request.name in kind.clusters():
-        raise ConfigError(
-            f"a kind cluster named {request.name!r} already exists; delete it with "
-            f"`python -m deployer cluster down --name {request.name}` or reuse it"
-        )
+        clear_the_way(paths, request.name, kind)
     workdir = cluster_dir(paths, request.name)
     shutil.rmtree(workdir, ignore_errors=True)  # left by a cluster deleted outside the deployer
     workdir.mkdir(parents=True, exist_ok=True)
@@ -143,6 +143,7 @@ def up(paths: Paths, request: ClusterRequest) -> ClusterHandle:
     kubeconfig = workdir / "kubeconfig"
     kubeconfig.unlink(missing_ok=True)
     handle = ClusterHandle(request.name, kubeconfig, kind, built.kubectl)
+    cluster_lease.write_record(paths, request.name, request.ephemeral)
     log.info("==> Creating cluster %r: 1 control plane + %d workers", request.name, request.workers)
     started = time.monotonic()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-images")
@@ -172,6 +173,7 @@ def up(paths: Paths, request: ClusterRequest) -> ClusterHandle:
             log.error("cluster creation failed; deleting %r", request.name)
             _delete_quietly(kind, request.name)
             shutil.rmtree(workdir, ignore_errors=True)
+            cluster_lease.forget(paths, request.name)
         raise ClusterError(
             f"cluster {request.name!r} did not come up: {error}\n"
             f"Logs: {paths.logs}. Retry with --keep-on-failure to inspect the nodes "
@@ -187,6 +189,27 @@ def up(paths: Paths, request: ClusterRequest) -> ClusterHandle:
         kubeconfig,
     )
     return handle
+
+
+def clear_the_way(paths: Paths, name: str, kind: Kind) -> None:
+    """A cluster of this name exists: wait while another run uses it, delete it when an
+    interrupted run left it, refuse when someone kept it."""
+    kubeconfig = cluster_dir(paths, name) / "kubeconfig"
+    still_there = cluster_lease.await_no_live_run(
+        paths, name, kubeconfig, lambda: name in kind.clusters()
+    )
+    if not still_there:
+        return
+    if cluster_lease.leftover_of_interrupted_run(paths, name):
+        log.warning("cluster %r was left by an interrupted run meant to delete it: deleting", name)
+        kind.delete(name)
+        shutil.rmtree(cluster_dir(paths, name), ignore_errors=True)
+        cluster_lease.forget(paths, name)
+        return
+    raise ConfigError(
+        f"a kind cluster named {name!r} already exists and was kept; delete it with "
+        f"`python -m deployer cluster down --name {name}` or reuse it"
+    )
 
 
 def _preload(handle: ClusterHandle, engine_build: Future[EngineImages]) -> EngineImages | None:
@@ -279,13 +302,21 @@ def built_tools(paths: Paths) -> tuple[Kind, Path]:
     return Kind(kind.binary("kind")), kubernetes.binary("kubectl")
 
 
-def down(paths: Paths, name: str) -> bool:
-    """Delete the cluster; return False when there was none."""
+def down(paths: Paths, name: str, owner: bool = False) -> bool:
+    """Delete the cluster; return False when there was none. Refused while a run other
+    than the caller (``owner``) uses it."""
     kind, _ = built_tools(paths)
     if name not in kind.clusters():
         return False
+    holder = None if owner else cluster_lease.live_holder(cluster_dir(paths, name) / "kubeconfig")
+    if holder is not None:
+        raise ConfigError(
+            f"cluster {name!r} is in use by a run ({holder}); it deletes its cluster when it "
+            "ends, or stop that run first"
+        )
     kind.delete(name)
     shutil.rmtree(cluster_dir(paths, name), ignore_errors=True)
+    cluster_lease.forget(paths, name, only_if_mine=owner)
     return True
 
 

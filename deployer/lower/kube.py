@@ -13,12 +13,17 @@ from kubernetes.stream import stream
 from deployer.errors import ConfigError
 
 
-def api_client(kubeconfig: Path, context: str | None = None) -> ApiClient:
-    """An ApiClient bound to one kubeconfig (no process-wide default configuration)."""
+def api_client(
+    kubeconfig: Path, context: str | None = None, retries: int | None = None
+) -> ApiClient:
+    """An ApiClient bound to one kubeconfig (no process-wide default configuration);
+    ``retries`` 0 for a probe whose failure is an answer (no urllib3 retry warnings)."""
     configuration = client.Configuration()
     config.load_kube_config(
         config_file=str(kubeconfig), context=context, client_configuration=configuration
     )
+    if retries is not None:
+        configuration.retries = retries
     return ApiClient(configuration)
 
 

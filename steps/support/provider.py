@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from deployer.actions import cluster as cluster_actions
+from deployer.actions import cluster_lease
 from deployer.actions.engine_images import EngineImages
 from deployer.errors import DeployerError
 from deployer.lower.docker_client import DockerClient
@@ -39,6 +40,7 @@ class ClusterProvider:
     seconds_to_ready: float | None = None
     context: str | None = None
     engine_images: EngineImages | None = None  # a new kind cluster's, on its workers already
+    lease: cluster_lease.RunLease | None = None  # renewed while this run uses a kind cluster
 
     def can(self, capability: str) -> bool:
         return capability in self.capabilities
@@ -74,8 +76,10 @@ class ClusterProvider:
             log.warning("could not export cluster logs: %s", error)
 
     def teardown(self, paths: Paths) -> None:
+        if self.lease is not None:
+            self.lease.stop(delete=True)
         if self.delete_on_teardown and self.kind_name is not None:
-            cluster_actions.down(paths, self.kind_name)
+            cluster_actions.down(paths, self.kind_name, owner=True)
 
 
 def kind_provider(
@@ -89,10 +93,23 @@ def kind_provider(
             handle = cluster_actions.existing(paths, name)
         except DeployerError:
             handle = None
-        if handle is not None:
+        kind = handle.kind if handle is not None else None
+        if (
+            handle is not None
+            and kind is not None
+            and cluster_lease.await_no_live_run(
+                paths, name, handle.kubeconfig, lambda: name in kind.clusters()
+            )
+        ):
             log.info("reusing kind cluster %r", name)
-            return ClusterProvider(f"kind:{name}", handle.kubeconfig, name, False, capabilities)
-    request = cluster_actions.ClusterRequest(name=name, workers=workers, with_engine=with_engine)
+            cluster_lease.mark_kept(paths, name)
+            lease = cluster_lease.RunLease(handle.kubeconfig).start()
+            return ClusterProvider(
+                f"kind:{name}", handle.kubeconfig, name, False, capabilities, lease=lease
+            )
+    request = cluster_actions.ClusterRequest(
+        name=name, workers=workers, with_engine=with_engine, ephemeral=not (keep or reuse)
+    )
     handle = cluster_actions.up(paths, request)
     return ClusterProvider(
         f"kind:{name}",
@@ -102,6 +119,7 @@ def kind_provider(
         capabilities=capabilities,
         seconds_to_ready=handle.seconds_to_ready,
         engine_images=handle.engine_images,
+        lease=cluster_lease.RunLease(handle.kubeconfig).start(),
     )
 
 
