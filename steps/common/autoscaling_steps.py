@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import uuid
 from collections import Counter
@@ -18,6 +19,8 @@ from steps.support.environments import Environment, api_addresses
 from steps.support.kube import Kube, is_ready
 from steps.support.monitoring import LogStore
 from steps.support.report import RecordFigure
+
+log = logging.getLogger(__name__)
 
 # Each scales on its own load: engine-api on requests (CPU), engine-worker on jobs (CPU).
 SCALED = ("engine-api", "engine-worker")
@@ -109,6 +112,12 @@ def _(kube: Kube, environment: Environment, toolbox_image: str) -> Load:
     ):
         manifest = workloads.script_pod(pod, script, env, toolbox_image, MAX_LOAD_S + 300)
         kube.create(environment.client_namespace, manifest)
+    log.info(
+        "   %s: 8 clients and %s CPU-heavy jobs/s started; waiting for %s to scale out",
+        namespace,
+        JOBS_PER_SECOND,
+        ", ".join(f"{s.name} ({s.minimum}-{s.maximum})" for s in scaled.values()),
+    )
     return Load(environment.client_namespace, f"jobs-{run}", f"requests-{run}", time.time(), scaled)
 
 
@@ -119,6 +128,7 @@ def watch_peaks(kube: Kube, environment: Environment, load: Load) -> None:
         scaled.peak = max(scaled.peak, ready)
         if ready > scaled.minimum and not scaled.scaled_out_after:
             scaled.scaled_out_after = round(time.time() - load.started, 1)
+            log.info("   %s: a new Ready pod after %.1f s", scaled.name, scaled.scaled_out_after)
 
 
 @then(parsers.parse("engine-api and engine-worker scale out within {minutes:d} minutes"))
@@ -162,6 +172,10 @@ def _(kube: Kube, environment: Environment, load: Load, record_figure: RecordFig
         code, output = kube.exec(load.namespace, pod, ["touch", "/tmp/stop"])
         assert code == 0, f"could not stop the load in {pod}: {output}"
     load.stopped = time.time()
+    log.info(
+        "   load stopped (peaks: %s); waiting for every accepted job to be done",
+        ", ".join(f"{s.name} {s.peak}/{s.maximum}" for s in load.scaled.values()),
+    )
     requests = kube.summary_of(load.namespace, load.requests_pod, timeout=60)
     load.summary = kube.summary_of(load.namespace, load.jobs_pod, timeout=JOBS_DONE_WITHIN_S)
     for scaled in load.scaled.values():
@@ -225,6 +239,7 @@ def _(
             wanted = kube.wanted_replicas(environment.namespace, scaled.name)
             if scaled.name not in back and wanted == scaled.minimum:
                 back[scaled.name] = round(time.time() - load.stopped, 1)
+                log.info("   %s back at %d replicas", scaled.name, scaled.minimum)
         return len(back) == len(load.scaled)
 
     try:
