@@ -32,7 +32,12 @@ from steps.support import matrix
 from steps.support.environments import Environments, needed_in_order, scenario_steps
 from steps.support.kube import Kube
 from steps.support.provider import ClusterProvider, existing_provider, kind_provider
-from steps.support.report import REQUIREMENT_MARK, record_session_fact, scenario_title
+from steps.support.report import (
+    REQUIREMENT_MARK,
+    record_session_fact,
+    run_directory,
+    scenario_title,
+)
 
 COULD_NOT_RUN = 6
 NO_CLUSTER = pytest.StashKey[str]()
@@ -201,8 +206,8 @@ def cluster_provider(request: pytest.FixtureRequest, paths: Paths) -> Iterator[C
     try:
         yield provider
     finally:
-        report_dir = Path(request.config.rootpath) / "reports" / "latest"
-        if report_dir.exists():
+        report_dir = run_directory(request.config)
+        if report_dir is not None:
             provider.export_logs(paths, report_dir / "cluster-logs")
         provider.teardown(paths)
 

@@ -91,14 +91,26 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.htmlpath = str(directory / "report.html")
         config.option.self_contained_html = True
     config.stash[STATE_KEY] = ReportState(directory)
+
+
+def point_latest(config: pytest.Config, directory: Path) -> None:
+    """reports/latest names a sealed run: moved only once this run's bundle is sealed, so
+    a run that started meanwhile (and waits for the cluster) cannot swap it under the
+    verification of this one."""
     latest = report_root(config) / "latest"
     if latest.is_symlink() or latest.exists():
         latest.unlink()
-    latest.symlink_to(stamp)
+    latest.symlink_to(directory.name)
 
 
 def _state(config: pytest.Config) -> ReportState | None:
     return config.stash.get(STATE_KEY, None)
+
+
+def run_directory(config: pytest.Config) -> Path | None:
+    """This run's report folder (None without --acceptance-report)."""
+    state = _state(config)
+    return state.directory if state is not None else None
 
 
 def evidence_dir(config: pytest.Config) -> Path:
@@ -278,6 +290,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         **state.session,
     }
     sealed = evidence.seal(state.directory, key, facts)
+    point_latest(config, state.directory)
     print(f"\nEvidence bundle: {sealed.archive} ({sealed.files} files, signed by {sealed.signer})")
 
 
