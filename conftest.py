@@ -53,6 +53,7 @@ pytest_plugins = [
     "steps.common.environment_steps",
     "steps.common.rollout_steps",
     "steps.common.autoscaling_steps",
+    "steps.common.alert_latency_steps",
     "steps.common.auth_steps",
     "steps.common.image_steps",
     "steps.common.encryption_steps",
@@ -111,6 +112,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="print the traceability matrix (criteria, scenarios, tags, environments); run none",
     )
     group.addoption(
+        "--nightly",
+        action="store_true",
+        help="also run the @nightly scenarios (longer measurements; scripts/nightly sets it)",
+    )
+    group.addoption(
         "--acceptance-report",
         action="store_true",
         help="write reports/<UTC timestamp>/ and reports/latest",
@@ -137,7 +143,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     The delivery pipeline's scenarios run last: it rolls a new release onto the
     environments the other scenarios deployed (a rollout, not a second deploy).
     Just before them come the @light ones: they run while the pipeline's staging
-    deploy does (the suite releases staging to it when the first of them starts)."""
+    deploy does (the suite releases staging to it when the first of them starts).
+    @nightly scenarios (minutes-long measurements) run only with --nightly."""
+    if not config.option.nightly:
+        nightly = [item for item in items if item.get_closest_marker("nightly")]
+        if nightly:
+            config.hook.pytest_deselected(items=nightly)
+            items[:] = [item for item in items if not item.get_closest_marker("nightly")]
     items.sort(key=run_order)
     steps_of = scenario_steps(Path(config.rootpath) / "features")
     for item in items:

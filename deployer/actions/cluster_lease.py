@@ -133,7 +133,8 @@ class RunLease:
 
     def stop(self, *, delete: bool) -> None:
         self.stopped.set()
-        self.thread.join(timeout=5)
+        if self.thread.is_alive():
+            self.thread.join(timeout=5)
         if delete:
             try:
                 self.api.delete_namespaced_lease(LEASE_NAME, LEASE_NAMESPACE, _request_timeout=10)
@@ -148,22 +149,25 @@ class RunLease:
                 log.warning("run lease not renewed: %s", error)
 
     def _renew(self) -> None:
-        now = datetime.now(UTC)
-        body = client.V1Lease(
-            metadata=client.V1ObjectMeta(name=LEASE_NAME, namespace=LEASE_NAMESPACE),
-            spec=client.V1LeaseSpec(
-                holder_identity=self.holder,
-                lease_duration_seconds=LEASE_SECONDS,
-                renew_time=now,
-            ),
-        )
+        spec = {
+            "holderIdentity": self.holder,
+            "leaseDurationSeconds": LEASE_SECONDS,
+            # MicroTime: RFC 3339 with exactly six fractional digits.
+            "renewTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
         try:
-            self.api.replace_namespaced_lease(
-                LEASE_NAME, LEASE_NAMESPACE, body, _request_timeout=10
+            self.api.patch_namespaced_lease(
+                LEASE_NAME, LEASE_NAMESPACE, {"spec": spec}, _request_timeout=10
             )
         except ApiException as error:
             if error.status != 404:
                 raise
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": LEASE_NAME, "namespace": LEASE_NAMESPACE},
+                "spec": spec,
+            }
             self.api.create_namespaced_lease(LEASE_NAMESPACE, body, _request_timeout=10)
 
 

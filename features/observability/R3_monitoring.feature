@@ -52,3 +52,13 @@ Feature: R3 - Complete monitoring and observability (system administrator)
     When Prometheus' pod is deleted and comes back
     Then the samples written before the restart are still there
     And the capacity report writes a CSV and a plot from the recorded aggregates
+
+  @R3.2 @observability @nightly
+  Scenario: The same alert reaches the receiver in seconds with our intervals, in minutes with Prometheus' defaults
+    Measured nightly (about 5 minutes): the defaults' pair scrapes the same exporter,
+    evaluates the same rule and notifies the same receiver; only the intervals differ.
+    Given the "staging" environment is deployed
+    And the alert receiver is listening
+    And a second Prometheus and Alertmanager with default intervals evaluate the EngineServiceDown rule
+    When engine-api down in staging until both have notified
+    Then ours reached the receiver sooner than the defaults', and both figures are recorded
