@@ -43,6 +43,13 @@ def no_live_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cluster_lease, "live_holder", lambda _kubeconfig: None)
 
 
+def assert_refused_and_left(paths: Paths, name: str, match: str) -> None:
+    kind = FakeKind(existing=[name])
+    with pytest.raises(ConfigError, match=match):
+        cluster.clear_the_way(paths, name, kind)  # type: ignore[arg-type]
+    assert kind.deleted == []
+
+
 def test_an_interrupted_runs_leftover_is_deleted(
     paths: Paths, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -61,10 +68,7 @@ def test_a_kept_or_unknown_cluster_is_refused_and_left_alone(
     no_live_run(monkeypatch)
     if kept == "kept":
         record(paths, "ce", ephemeral=False, age_seconds=3600)
-    kind = FakeKind(existing=["ce"])
-    with pytest.raises(ConfigError, match="already exists and was kept"):
-        cluster.clear_the_way(paths, "ce", kind)  # type: ignore[arg-type]
-    assert kind.deleted == []
+    assert_refused_and_left(paths, "ce", "already exists and was kept")
 
 
 def test_a_live_run_is_waited_for_and_its_cluster_never_deleted(
@@ -96,10 +100,7 @@ def test_a_cluster_still_being_created_is_waited_for(
     record(paths, "ce-acceptance", ephemeral=True, age_seconds=60)
     monkeypatch.setattr(cluster_lease, "WAIT_FOR_OTHER_RUN_SECONDS", 0.2)
     monkeypatch.setattr(cluster_lease, "POLL_SECONDS", 0.01)
-    kind = FakeKind(existing=["ce-acceptance"])
-    with pytest.raises(ConfigError, match="still in use by another run"):
-        cluster.clear_the_way(paths, "ce-acceptance", kind)  # type: ignore[arg-type]
-    assert kind.deleted == []
+    assert_refused_and_left(paths, "ce-acceptance", "still in use by another run")
 
 
 def test_down_refuses_a_cluster_another_run_uses(
