@@ -141,8 +141,12 @@ def _(timed_alert: TimedAlert, record_figure: RecordFigure) -> None:
         plane: round(note.received_at - timed_alert.injected_at, 1)
         for plane, note in timed_alert.received.items()
     }
-    for plane, value in seconds.items():
-        record_figure(f"{plane}_{timed_alert.alertname}_seconds_to_receiver", value)
+    # Only ours is held to the 30-s budget (its figure name matches the budget's pattern);
+    # the defaults' is the comparison, not a promise.
+    record_figure(f"tuned_{timed_alert.alertname}_seconds_to_receiver", seconds[TUNED])
+    record_figure(
+        f"prometheus_defaults_{timed_alert.alertname}_seconds_to_notification", seconds[DEFAULTS]
+    )
     record_figure("defaults_over_tuned", round(seconds[DEFAULTS] / max(seconds[TUNED], 0.1), 1))
     assert seconds[TUNED] < seconds[DEFAULTS], (
         f"the tuned plane was not faster than Prometheus' defaults: {seconds}"
