@@ -127,7 +127,12 @@ class RunLease:
         self.thread = threading.Thread(target=self._renew_forever, name="run-lease", daemon=True)
 
     def start(self) -> RunLease:
-        self._renew()
+        """Take the lease now (the thread retries if the API does not answer yet: the run's
+        own first calls then report the cluster's state, not this bookkeeping)."""
+        try:
+            self._renew()
+        except Exception as error:  # noqa: BLE001 - retried every RENEW_SECONDS
+            log.warning("run lease not taken yet: %s", error)
         self.thread.start()
         return self
 
