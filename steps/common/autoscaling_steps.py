@@ -65,8 +65,15 @@ def ready_pods(kube: Kube, namespace: str, app: str) -> int:
 
 
 def at_rest(kube: Kube, namespace: str, scaled: Scaled) -> bool:
+    """At its minimum, and its autoscaler reading CPU: after a node was powered off (R3.2,
+    R1.3) metrics-server restarts and an autoscaler without metrics cannot act (a full run
+    failed so: engine-api never scaled while its HorizontalPodAutoscaler had no metrics)."""
+    hpa = kube.autoscaling.read_namespaced_horizontal_pod_autoscaler(scaled.name, namespace)
+    conditions = {c.type: c.status for c in (hpa.status.conditions or [])}
     return (
-        kube.wanted_replicas(namespace, scaled.name) == scaled.minimum
+        conditions.get("ScalingActive") == "True"
+        and bool(hpa.status.current_metrics)
+        and kube.wanted_replicas(namespace, scaled.name) == scaled.minimum
         and ready_pods(kube, namespace, scaled.name) == scaled.minimum
     )
 
@@ -87,7 +94,8 @@ def _(kube: Kube, environment: Environment, toolbox_image: str) -> Load:
         lambda: all(at_rest(kube, namespace, s) for s in scaled.values()),
         timeout=360,
         interval=1,
-        describe="engine-api and engine-worker at their minimum replicas before the load",
+        describe="engine-api and engine-worker at their minimum replicas, their autoscalers "
+        "reading CPU, before the load",
     )
     run = uuid.uuid4().hex[:6]
     jobs = {
