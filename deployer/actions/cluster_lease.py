@@ -54,10 +54,10 @@ def record_path(paths: Paths, name: str) -> Path:
     return paths.clusters / f"{name}.owner.json"
 
 
-def write_record(paths: Paths, name: str, ephemeral: bool) -> None:
+def write_record(paths: Paths, name: str, ephemeral: bool, created: float | None = None) -> None:
     path = record_path(paths, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"ephemeral": ephemeral, "created": time.time(), "holder": run_identity()}
+    record = {"ephemeral": ephemeral, "created": created or time.time(), "holder": run_identity()}
     path.write_text(json.dumps(record))
 
 
@@ -72,10 +72,7 @@ def read_record(paths: Paths, name: str) -> OwnerRecord | None:
 def mark_kept(paths: Paths, name: str) -> None:
     """A run asked to keep its cluster: the next run must not take it for a leftover."""
     record = read_record(paths, name)
-    created = record.created if record else time.time()
-    record_path(paths, name).write_text(
-        json.dumps({"ephemeral": False, "created": created, "holder": run_identity()})
-    )
+    write_record(paths, name, ephemeral=False, created=record.created if record else None)
 
 
 def forget(paths: Paths, name: str, only_if_mine: bool = False) -> None:
@@ -198,9 +195,8 @@ def await_no_live_run(
     if settled():
         return exists()
     log.info(
-        "cluster %r is in use by another run (%s); waiting up to %.0f min for it to end",
+        "cluster %r is in use by another run (or being created); waiting up to %.0f min",
         name,
-        live_holder(kubeconfig) or "being created",
         WAIT_FOR_OTHER_RUN_SECONDS / 60,
     )
     try:

@@ -3,6 +3,7 @@ second Prometheus and Alertmanager left at their default intervals (nightly)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from pytest_bdd import given, parsers, then, when
 
 from deployer.lower.waiting import wait_until
 from deployer.settings import Paths
-from steps.common.observability_steps import FAULTS, FaultContext
+from steps.common.observability_steps import FAULTS, Episode, FaultContext, undo_unless_removed
 from steps.support import default_alerting
 from steps.support.environments import Environments
 from steps.support.kube import Kube
@@ -78,27 +79,16 @@ def _(
 ) -> TimedAlert:
     environment = environments.ensure(environment_name)
     made = FAULTS[fault](FaultContext(kube, environment, cluster_provider))
+    episode = Episode(environment, made, [(defaults_prometheus, "")], [defaults_prometheus])
     timed = TimedAlert(defaults_prometheus, made.labels)
-    removed: list[bool] = []
-
-    def remove_once() -> None:
-        if not removed:
-            removed.append(True)
-            made.remove()
-
-    request.addfinalizer(remove_once)
-    timed.injected_at = time.time()
+    request.addfinalizer(functools.partial(undo_unless_removed, episode))
+    timed.injected_at = episode.injected_at = time.time()
     made.inject()
     log.info("   %s in %s; waiting for both planes' notifications", made.name, environment_name)
 
     def both() -> bool:
         for note in sorted(alert_sink.notifications(), key=lambda n: n.received_at):
-            if (
-                note.received_at >= timed.injected_at
-                and note.status == "firing"
-                and note.labels.get("alertname") == timed.alertname
-                and all(note.labels.get(k) == v for k, v in timed.labels.items())
-            ):
+            if note.is_about(timed.alertname, timed.labels, "firing", timed.injected_at):
                 if plane_of(note) not in timed.received:
                     log.info(
                         "   %s plane: %s after %.1f s",
@@ -117,16 +107,13 @@ def _(
             describe=f"{timed.alertname} from the tuned and the defaults' plane",
         )
     finally:
-        removed_at = time.time()
-        remove_once()
+        episode.removed_at = time.time()
+        made.remove()
 
     def resolved() -> bool:
         return any(
-            note.received_at >= removed_at
-            and note.status == "resolved"
-            and plane_of(note) == TUNED
-            and note.labels.get("alertname") == timed.alertname
-            and all(note.labels.get(k) == v for k, v in timed.labels.items())
+            plane_of(note) == TUNED
+            and note.is_about(timed.alertname, timed.labels, "resolved", episode.removed_at)
             for note in alert_sink.notifications()
         )
 

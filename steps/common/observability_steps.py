@@ -355,10 +355,7 @@ def await_all(
                 (
                     n
                     for n in sorted(notes, key=lambda n: n.received_at)
-                    if n.received_at >= since
-                    and n.status == status
-                    and n.labels.get("alertname") == name
-                    and all(n.labels.get(k) == v for k, v in episode.fault.labels.items())
+                    if n.is_about(name, episode.fault.labels, status, since)
                 ),
                 None,
             )

@@ -48,6 +48,16 @@ class Notification:
     labels: dict[str, str]
     annotations: dict[str, str]
 
+    def is_about(self, alertname: str, labels: dict[str, str], status: str, since: float) -> bool:
+        """A ``status`` notification of ``alertname`` carrying ``labels``, received at or
+        after ``since``."""
+        return (
+            self.received_at >= since
+            and self.status == status
+            and self.labels.get("alertname") == alertname
+            and all(self.labels.get(k) == v for k, v in labels.items())
+        )
+
 
 class AlertSink:
     """Notifications the receiver got, read through the API server's service proxy."""
