@@ -78,7 +78,8 @@ def _(
     request: pytest.FixtureRequest,
 ) -> TimedAlert:
     environment = environments.ensure(environment_name)
-    made = FAULTS[fault](FaultContext(kube, environment, cluster_provider))
+    clients = tuple(environments.deployed.values())
+    made = FAULTS[fault](FaultContext(kube, environment, cluster_provider, clients))
     episode = Episode(environment, made, [(defaults_prometheus, "")], [defaults_prometheus])
     timed = TimedAlert(defaults_prometheus, made.labels)
     request.addfinalizer(functools.partial(undo_unless_removed, episode))

@@ -310,9 +310,10 @@ LATENCY_TRIALS = 3
 MAX_ERROR_RATIO = 0.01
 # A margin, not "lower": two equal environments, paired, differ by chance.
 P99_RATIO_AT_MOST = 0.5
-DEV_KEPT_UP = 0.95  # dev answered at least this share of the offered rate
+KEPT_UP = 0.95  # an environment answered at least this share of the offered rate
 RATE_RAISE = 1.3
-MAX_RATE_RAISES = 3
+RATE_LOWER = 0.8  # not 1 / RATE_RAISE: a raise then a lowering lands between the two
+MAX_RATE_MOVES = 4
 # Each pair starts this long after its pods are created (pod start and NetworkPolicy
 # admission measured 1-5 s), more on a retry; a side that starts later than the skew
 # voids the pair, which is run again.
@@ -373,25 +374,42 @@ def _(
     for name, result in capacity.items():
         results[f"{name}_capacity"] = result
     rate = round((capacity["dev"]["rps"] + capacity["production"]["rps"]) / 2, 1)
-    raises, trial = 0, 1
+    moves: list[str] = []
+    trial = 1
     while trial <= LATENCY_TRIALS:
         latency = run_paired_load(kube, environment_pair, "/v1/sessions", toolbox_image, rate)
-        # Each trial must offer dev more than it carries: with production's clients held
-        # to a rate, dev gets more of the machine than in the capacity phase, and once
-        # (a full run) kept up with the halfway rate. Then the rate goes up and the trials
-        # start again, so that all of them, for both, are at one and the same rate.
-        if latency["dev"]["rps"] >= DEV_KEPT_UP * rate and raises < MAX_RATE_RAISES:
-            raises, trial = raises + 1, 1
-            rate = round(rate * RATE_RAISE, 1)
-            log.info("dev kept up with the latency rate; trials again at %s requests/s", rate)
+        move = rate_move(latency["dev"]["rps"], latency["production"]["rps"], rate)
+        # The p99 comparison means something only at a rate production carries and dev
+        # does not. Dev keeping up: with production's clients held to a rate, dev gets
+        # more of the machine than in the capacity phase (a full run saw it). Production
+        # falling behind: the machine was busier than when capacity was measured (a CI
+        # run: dev 31.7 requests/s flat out, both queues grew at 64.8). Either way the
+        # rate moves and the trials start again, all of them at one and the same rate.
+        # A production no faster than dev has no such rate: the moves run out and the
+        # p99 margin fails.
+        if move and len(moves) < MAX_RATE_MOVES:
+            moves.append(move)
+            rate = round(rate * (RATE_RAISE if move == "up" else RATE_LOWER), 1)
+            log.info("latency trials again at %s requests/s (%s)", rate, ", ".join(moves))
+            trial = 1
             continue
         for env in environment_pair:
             phase = f"{env.name}_latency_{trial}"
             results[phase] = latency[env.name]
             results[phase]["api_restarts"] = api_restarts(kube, env) - restarts_before[env.name]
         trial += 1
-    results["rate_raises"] = {"count": raises, "rate": rate}
+    results["rate_moves"] = {"moves": moves, "rate": rate}
     return results
+
+
+def rate_move(dev_rps: float, production_rps: float, rate: float) -> str:
+    """Which way the latency rate should move: "up" when dev kept up with it, "down" when
+    production did not, "" when it separates the two."""
+    if dev_rps >= KEPT_UP * rate:
+        return "up"
+    if production_rps < KEPT_UP * rate:
+        return "down"
+    return ""
 
 
 def api_restarts(kube: Kube, environment: Environment) -> int:
@@ -413,8 +431,8 @@ def api_restarts(kube: Kube, environment: Environment) -> int:
 def _(
     load_results: dict[str, dict[str, Any]], at_least: float, record_figure: RecordFigure
 ) -> None:
-    raised = load_results.pop("rate_raises")
-    record_figure("latency_rate_raises", raised["count"])
+    moved = load_results.pop("rate_moves")
+    record_figure("latency_rate_moves", " ".join(moved["moves"]) or "none")
     for phase, result in load_results.items():
         for key in (
             "rps",
@@ -427,7 +445,7 @@ def _(
             "pair_attempts",
         ):
             record_figure(f"{phase}_{key}", result[key])
-    record_figure("latency_phase_rate_rps", raised["rate"])
+    record_figure("latency_phase_rate_rps", moved["rate"])
     last = f"latency_{LATENCY_TRIALS}"
     for env in ("dev", "production"):
         record_figure(f"{env}_api_restarts", load_results[f"{env}_{last}"]["api_restarts"])

@@ -19,7 +19,13 @@ from deployer.lower.waiting import wait_until
 from steps.support import clients, healing
 from steps.support.clients import EngineClients
 from steps.support.environments import Environment, Environments, serving_pods
-from steps.support.faults import wait_node_back, wait_node_pods_restarted, wait_workloads_ready
+from steps.support.faults import (
+    wait_clients_served,
+    wait_node_back,
+    wait_node_pods_restarted,
+    wait_node_routes,
+    wait_workloads_ready,
+)
 from steps.support.kube import Kube, is_ready
 from steps.support.provider import ClusterProvider
 from steps.support.report import RecordFigure, evidence_dir
@@ -269,7 +275,7 @@ def restore_node(
     log.warning("   the scenario ended with %s powered off: starting it again", loss.node)
     power_on(cluster_provider, loss)
     assert loss.powered_on_at is not None
-    wait_node_back(kube, loss.node, loss.powered_on_at, timeout=300)
+    wait_node_back(kube, cluster_provider, loss.node, loss.powered_on_at, timeout=300)
     wait_environments_whole(kube, environments)
 
 
@@ -284,6 +290,7 @@ def wait_environments_whole(kube: Kube, environments: Environments) -> None:
     for deployed in environments.deployed.values():
         wait_workloads_ready(kube, deployed)
         kube.wait_pods_ready(deployed.client_namespace, [deployed.client_pod], timeout=180)
+    wait_clients_served(kube, tuple(environments.deployed.values()))
 
 
 @then(parsers.parse("its engine pods are Ready on the remaining nodes within {minutes:d} minutes"))
@@ -366,6 +373,7 @@ def _(cluster_provider: ClusterProvider, fault_log: FaultLog) -> None:
 @then(parsers.parse("it is Ready again within {minutes:d} minutes, and so is every environment"))
 def _(
     kube: Kube,
+    cluster_provider: ClusterProvider,
     environments: Environments,
     fault_log: FaultLog,
     minutes: int,
@@ -381,6 +389,8 @@ def _(
         describe=f"{loss.node} Ready",
     )
     record_figure("node_seconds_to_rejoin", round(time.time() - loss.powered_on_at, 1))
+    wait_node_routes(kube, cluster_provider, loss.node, loss.powered_on_at, minutes * 60)
+    record_figure("node_seconds_to_routes_back", round(time.time() - loss.powered_on_at, 1))
     wait_node_pods_restarted(kube, loss.node, loss.powered_on_at)
     record_figure("node_seconds_to_its_pods_restarted", round(time.time() - loss.powered_on_at, 1))
     wait_environments_whole(kube, environments)

@@ -290,7 +290,7 @@ FAULTS = {
     ),
     "error burst": lambda ctx: faults.table_renamed(ctx.kube, ctx.environment),
     "latency spike": lambda ctx: faults.table_locked(ctx.kube, ctx.environment),
-    "node lost": lambda ctx: faults.node_lost(ctx.kube, ctx.provider, ctx.environment),
+    "node lost": lambda ctx: faults.node_lost(ctx.kube, ctx.provider, ctx.environment, ctx.clients),
 }
 
 
@@ -299,6 +299,7 @@ class FaultContext:
     kube: Kube
     environment: Environment
     provider: ClusterProvider
+    clients: tuple[Environment, ...] = ()  # served again before a fault counts as removed
 
 
 @dataclass
@@ -409,7 +410,9 @@ def _(
         episodes = []
         for row in (r for r in table if r["phase"] == phase):
             environment = involved[row["environment"]]
-            fault = FAULTS[row["fault"]](FaultContext(kube, environment, cluster_provider))
+            fault = FAULTS[row["fault"]](
+                FaultContext(kube, environment, cluster_provider, tuple(involved.values()))
+            )
             episodes.append(
                 Episode(
                     environment,

@@ -17,7 +17,7 @@ from typing import Any
 from deployer.lower import rollouts
 from deployer.lower.kube import pod_exec
 from deployer.lower.waiting import wait_until
-from steps.support.environments import Environment
+from steps.support.environments import Environment, api_call
 from steps.support.kube import Kube, is_ready
 from steps.support.provider import ClusterProvider
 
@@ -107,12 +107,81 @@ def wait_node_pods_restarted(kube: Kube, node: str, since: float, timeout: float
     )
 
 
-def wait_node_back(kube: Kube, node: str, powered_on_at: float, timeout: float = 180) -> None:
-    """A node powered on at ``powered_on_at`` is Ready, and so is every pod on it."""
+def wait_clients_served(
+    kube: Kube, environments: tuple[Environment, ...], timeout: float = 180
+) -> None:
+    """Each environment's client pod gets a verified 200 from its engine-api /healthz.
+
+    Pods Ready and routes back are not enough after a node restart: a full run's next
+    scenario got the machine's egress proxy (curl exit 60) from a Service address for
+    10-20 s more while kube-proxy on the restarted node caught up."""
+    unique = {environment.name: environment for environment in environments}
+    for environment in unique.values():
+
+        def served(env: Environment = environment) -> bool:
+            return api_call(kube, env, "GET", "/healthz").status == 200
+
+        wait_until(
+            served,
+            timeout=timeout,
+            interval=2,
+            describe=f"{environment.name}'s client to be served by engine-api again",
+        )
+
+
+def wait_node_back(
+    kube: Kube,
+    provider: ClusterProvider,
+    node: str,
+    powered_on_at: float,
+    timeout: float = 180,
+) -> None:
+    """A node powered on at ``powered_on_at`` is Ready, routes Services and the pod network
+    again, and every pod on it is Ready."""
     wait_until(
         lambda: kube.node_ready(node), timeout=timeout, interval=2, describe=f"{node} Ready again"
     )
+    wait_node_routes(kube, provider, node, powered_on_at, timeout)
     wait_node_pods_restarted(kube, node, powered_on_at)
+
+
+def wait_node_routes(
+    kube: Kube, provider: ClusterProvider, node: str, powered_on_at: float, timeout: float
+) -> None:
+    """kube-proxy on a restarted node has written its Service rules since it started, and
+    the node has a route to every other node's pods again.
+
+    Until both, a request from one of its pods to a Service, or to a pod elsewhere, leaves
+    by the default route: a full run's dev client got the machine's egress proxy, with its
+    own certificate (curl exit 60), for ~10 s after kube-proxy had synced and its pods
+    were Ready, until kube-router had the routes to the other nodes again."""
+    wait_until(
+        lambda: kube.services_routed_since(node, powered_on_at),
+        timeout=timeout,
+        interval=2,
+        describe=f"kube-proxy on {node} to route Services again",
+    )
+    wait_until(
+        lambda: not unrouted_pod_networks(kube, provider, node),
+        timeout=timeout,
+        interval=2,
+        describe=f"{node} to route the other nodes' pod networks again",
+    )
+
+
+def unrouted_pod_networks(kube: Kube, provider: ClusterProvider, node: str) -> list[str]:
+    """The other nodes' pod CIDRs ``node`` has no route to."""
+    code, output = provider.node_exec(node, ["ip", "-o", "route", "show"])
+    if code != 0:
+        return ["(ip route failed)"]
+    routed = {line.split()[0] for line in output.decode().splitlines() if line.strip()}
+    return [
+        cidr
+        for other in kube.core.list_node().items
+        if other.metadata.name != node
+        for cidr in other.spec.pod_cid_rs or [other.spec.pod_cidr]
+        if cidr and cidr not in routed
+    ]
 
 
 def scaled_away(kube: Kube, environment: Environment, kind: str, name: str) -> Fault:
@@ -250,8 +319,14 @@ def table_locked(kube: Kube, environment: Environment) -> Fault:
     return Fault("sessions table locked", inject, remove, {"namespace": environment.namespace})
 
 
-def node_lost(kube: Kube, provider: ClusterProvider, environment: Environment) -> Fault:
-    """A worker node powered off; the one chosen runs none of the alerting path."""
+def node_lost(
+    kube: Kube,
+    provider: ClusterProvider,
+    environment: Environment,
+    clients: tuple[Environment, ...] = (),
+) -> Fault:
+    """A worker node powered off; the one chosen runs none of the alerting path. Removed
+    when it is back and every one of ``clients`` is served by its engine-api again."""
     alerting_nodes = {
         pod.spec.node_name
         for pod in kube.core.list_namespaced_pod("ce-monitoring").items
@@ -268,7 +343,8 @@ def node_lost(kube: Kube, provider: ClusterProvider, environment: Environment) -
     def remove() -> None:
         powered_on_at = time.time()
         provider.power_node(node, on=True)
-        wait_node_back(kube, node, powered_on_at)
+        wait_node_back(kube, provider, node, powered_on_at)
         wait_workloads_ready(kube, environment)
+        wait_clients_served(kube, (environment, *clients))
 
     return Fault(f"node {node} powered off", inject, remove, {"node": node})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from kubernetes.client.rest import ApiException
 from deployer.lower import rollouts
 from deployer.lower.kube import api_client, pod_exec
 from deployer.lower.waiting import wait_until
+
+KUBE_PROXY_HEALTH_PORT = 10256
 
 
 def is_ready(pod: Any) -> bool:
@@ -123,6 +126,26 @@ class Kube:
         return any(
             c.type == "Ready" and c.status == "True"
             for c in self.core.read_node(name).status.conditions or []
+        )
+
+    def services_routed_since(self, node: str, since: float) -> bool:
+        """Whether kube-proxy on ``node`` has written its Service rules, for every address
+        family, since ``since`` (its health endpoint, read through the API server).
+
+        A restarted node has none at first: a request from one of its pods to a Service's
+        address then leaves by the default route (seen: the machine's egress proxy answered
+        engine-api's address with its own certificate for ~20 s after the pods were Ready)."""
+        try:
+            answer = self.core.connect_get_node_proxy_with_path(
+                f"{node}:{KUBE_PROXY_HEALTH_PORT}", "healthz", _preload_content=False
+            )
+        except ApiException:
+            return False  # 503 until it has synced, or not listening yet
+        health = json.loads(answer.data)
+        families = (health.get("status") or {"any": health}).values()
+        return all(
+            family.get("healthy") and _rfc3339_seconds(family.get("lastUpdated", "")) >= since
+            for family in families
         )
 
     def pod_ready(self, namespace: str, name: str) -> bool:
@@ -241,3 +264,12 @@ class Kube:
             "NetworkPolicy": self.networking.create_namespaced_network_policy,
         }
         creators[kind](namespace, manifest)
+
+
+def _rfc3339_seconds(stamp: str) -> float:
+    """Epoch seconds of a Go RFC 3339 time (nanoseconds cut to microseconds); 0 if absent."""
+    if not stamp:
+        return 0.0
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    moment = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.UTC)
+    return moment.timestamp() + float(f"0.{fraction or 0}")
