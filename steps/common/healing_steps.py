@@ -50,6 +50,15 @@ class FaultLog:
     healings: list[healing.Healing] = field(default_factory=list)
     node_loss: NodeLoss | None = None
 
+    def during(self, moment: float) -> str:
+        """Which faults were out at ``moment`` (for a failure's message)."""
+        out = [
+            made.key
+            for made in self.healings
+            if made.injected_at <= moment <= (made.answered_at or float("inf"))
+        ]
+        return f"starting while {', '.join(out)} was out" if out else "starting between faults"
+
 
 @given(
     parsers.parse(
@@ -164,16 +173,20 @@ def _(
     gap = engine_clients_gap(requests, record_figure)
     # Only engine-api serves the clients; the worker's faults run alongside, so a failure
     # in their windows is engine-api's, and counting it twice would mislead.
-    lost_to_deletion = 0
+    lost_to_deletion: dict[str, int] = {}
     for made in (m for m in fault_log.healings if m.workload == "engine-api"):
         assert made.answered_at is not None  # every fault's lane waits for it
         failed = clients.failures_between(requests, made.injected_at, made.answered_at)
         record_figure(f"{made.key}_failed_requests", failed)
-        if made.fault == "pod deleted":
-            lost_to_deletion += failed
-    assert gap <= seconds, f"the engine API answered nothing for {gap:.1f} s (limit {seconds} s)"
-    assert lost_to_deletion == 0, (
-        f"{lost_to_deletion} requests failed while pods were deleted: "
+        if made.fault == "pod deleted" and failed:
+            lost_to_deletion = clients.failure_kinds(requests, made.injected_at, made.answered_at)
+    start, end = clients.longest_gap_bounds(requests)
+    assert gap <= seconds, (
+        f"the engine API answered nothing for {gap:.1f} s (limit {seconds} s), "
+        f"{fault_log.during(start)}: {clients.failure_kinds(requests, start, end)}"
+    )
+    assert not lost_to_deletion, (
+        f"requests failed while a pod was deleted ({lost_to_deletion}): "
         "a graceful stop must lose none"
     )
 
