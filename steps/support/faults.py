@@ -112,9 +112,9 @@ def wait_clients_served(
 ) -> None:
     """Each environment's client pod gets a verified 200 from its engine-api /healthz.
 
-    Pods Ready and routes back are not enough after a node restart: a full run's next
-    scenario got the machine's egress proxy (curl exit 60) from a Service address for
-    10-20 s more while kube-proxy on the restarted node caught up."""
+    Pods Ready and routes back are not enough after a node restart: requests to a Service
+    from the restarted node still went astray for a few seconds more (measured 2 s after
+    both), while kube-proxy there caught up with the Service's endpoints."""
     unique = {environment.name: environment for environment in environments}
     for environment in unique.values():
 
@@ -151,10 +151,10 @@ def wait_node_routes(
     """kube-proxy on a restarted node has written its Service rules since it started, and
     the node has a route to every other node's pods again.
 
-    Until both, a request from one of its pods to a Service, or to a pod elsewhere, leaves
-    by the default route: a full run's dev client got the machine's egress proxy, with its
-    own certificate (curl exit 60), for ~10 s after kube-proxy had synced and its pods
-    were Ready, until kube-router had the routes to the other nodes again."""
+    Until both, a request from one of its pods to a Service, or to a pod elsewhere, has
+    nowhere to go: the node refuses it (see the node image's entrypoint); before the node
+    did, it left by the default route and a full run's dev client got the machine's
+    egress proxy, with its own certificate (curl exit 60)."""
     wait_until(
         lambda: kube.services_routed_since(node, powered_on_at),
         timeout=timeout,
