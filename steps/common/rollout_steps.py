@@ -29,6 +29,9 @@ OBSERVE_AFTER_ROLLOUT_S = 20.0
 MIN_REQUESTS_DURING_ROLLOUTS = 100  # below this, "zero failures" would say little
 INFO_ASKS = 8
 
+# A late answer is not downtime, so the traffic client waits this long for one.
+TRAFFIC_TIMEOUT_S = 10
+
 
 @given("a client pod sending requests to the engine API", target_fixture="traffic")
 def _(kube: Kube, environment: Environment, toolbox_image: str) -> Traffic:
@@ -45,7 +48,7 @@ def _(kube: Kube, environment: Environment, toolbox_image: str) -> Traffic:
             token=environment.token("reader"),
             # A late answer is not downtime: it is recorded as latency. A request to a
             # pod that is gone never gets an answer and still fails after 10 s.
-            timeout_s=10,
+            timeout_s=TRAFFIC_TIMEOUT_S,
             admit=api_addresses(kube, environment),
         ),
     )
