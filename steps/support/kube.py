@@ -133,8 +133,9 @@ class Kube:
         family, since ``since`` (its health endpoint, read through the API server).
 
         A restarted node has none at first: a request from one of its pods to a Service's
-        address then leaves by the default route (seen: the machine's egress proxy answered
-        engine-api's address with its own certificate for ~20 s after the pods were Ready)."""
+        address is refused there (the node image's entrypoint); before the node did that,
+        it left by the default route and the machine's egress proxy answered engine-api's
+        address with its own certificate."""
         try:
             answer = self.core.connect_get_node_proxy_with_path(
                 f"{node}:{KUBE_PROXY_HEALTH_PORT}", "healthz", _preload_content=False
