@@ -730,6 +730,21 @@ def _(prometheus: Prometheus, record_figure: RecordFigure) -> None:
     record_figure("capacity_series", len(capacity.SERIES))
 
 
+def oldest_sample(prometheus: Prometheus) -> float:
+    """Prometheus' oldest stored sample, read from its own metrics.
+
+    The gauge only exists once Prometheus has scraped itself, which a restarted
+    Prometheus does one scrape interval after it is ready, so this polls.
+    """
+
+    def lowest() -> float | None:
+        found = prometheus.query("min(prometheus_tsdb_lowest_timestamp_seconds)")
+        return found[0].value if found else None
+
+    value, _ = wait_until(lowest, timeout=90, interval=3, describe="Prometheus' lowest timestamp")
+    return float(value)
+
+
 @dataclass
 class HistoryMark:
     at: float
@@ -742,7 +757,7 @@ def _(prometheus: Prometheus, kube: Kube, record_figure: RecordFigure) -> Histor
     at = time.time() - 30
     before = prometheus.query("count(up)", at=at)
     assert before and before[0].value > 0, "no samples 30 s ago to compare"
-    oldest = prometheus.query("min(prometheus_tsdb_lowest_timestamp_seconds)")[0].value
+    oldest = oldest_sample(prometheus)
     kube.core.delete_namespaced_pod("prometheus-0", NAMESPACE)
     started = time.time()
 
@@ -765,7 +780,7 @@ def _(prometheus: Prometheus, history_mark: HistoryMark, record_figure: RecordFi
         f"count(up) at {history_mark.at:.0f}: {history_mark.series} before the restart, "
         f"{after[0].value if after else 'nothing'} after"
     )
-    oldest = prometheus.query("min(prometheus_tsdb_lowest_timestamp_seconds)")[0].value
+    oldest = oldest_sample(prometheus)
     assert oldest <= history_mark.oldest + 1, "the oldest sample is newer after the restart"
     record_figure("history_kept_from", time.strftime("%H:%M:%SZ", time.gmtime(oldest)))
     record_figure("history_span_s", round(time.time() - oldest))
