@@ -74,7 +74,7 @@ def test_an_aborted_release_puts_the_previous_one_back_and_says_why(
     applied: list[str] = []
     monkeypatch.setattr(deploy, "render", lambda _p, _k, _e, images: [{"kind": images.api}])
     monkeypatch.setattr(deploy, "apply", lambda _t, docs: applied.extend(d["kind"] for d in docs))
-    monkeypatch.setattr(deploy, "wait_for_rollout", lambda _t, _ns: HEALTHY)
+    monkeypatch.setattr(deploy, "wait_for_rollout", lambda _t, _ns, **_: HEALTHY)
     target = deploy.Target(kubeconfig=None, kubectl=None)  # type: ignore[arg-type]
     with pytest.raises(ReleaseRolledBack) as raised:
         deploy.restore(None, "staging", target, BAD, GOOD, ABORTED, 0.0)  # type: ignore[arg-type]
@@ -86,3 +86,17 @@ def test_a_first_release_aborted_has_nothing_to_go_back_to() -> None:
     target = deploy.Target(kubeconfig=None, kubectl=None)  # type: ignore[arg-type]
     with pytest.raises(ClusterError, match="nothing to roll back to"):
         deploy.restore(None, "dev", target, BAD, None, ABORTED, 0.0)  # type: ignore[arg-type]
+
+
+def test_putting_the_stable_release_back_is_not_settled_by_the_abort_it_clears(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The controller reports the old abort, observed, a moment before it clears it."""
+    seen = iter([ABORTED, HEALTHY])
+    monkeypatch.setattr(deploy, "_kubectl", lambda *_a, **_k: "")
+    monkeypatch.setattr(deploy, "api_client", lambda _k: None)
+    monkeypatch.setattr(deploy.rollouts, "state", lambda *_a: next(seen))
+    target = deploy.Target(kubeconfig=None, kubectl=None)  # type: ignore[arg-type]
+    assert deploy.wait_for_rollout(target, "ce-staging", settle_on_abort=False) is HEALTHY
+    seen = iter([ABORTED])
+    assert deploy.wait_for_rollout(target, "ce-staging") is ABORTED

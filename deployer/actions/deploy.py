@@ -365,10 +365,19 @@ WAITED = ("statefulset/engine-postgres", "deployment/engine-worker")
 
 
 def wait_for_rollout(
-    target: Target, namespace: str, workloads: tuple[str, ...] = WAITED
+    target: Target,
+    namespace: str,
+    workloads: tuple[str, ...] = WAITED,
+    *,
+    settle_on_abort: bool = True,
 ) -> rollouts.RolloutState:
     """Wait for ``workloads``, then for engine-api's Rollout to be healthy or aborted
-    (a release Argo Rollouts rolled back); return the Rollout's state."""
+    (a release Argo Rollouts rolled back); return the Rollout's state.
+
+    Without ``settle_on_abort`` only Healthy ends the wait: when the stable release is
+    put back after an abort, the controller marks the new template observed a moment
+    before it clears the abort, and that stale "aborted" is not an answer (a run failed
+    reading it 3 s after the apply)."""
     for workload in workloads:
         _kubectl(
             target,
@@ -391,7 +400,7 @@ def wait_for_rollout(
                 "installed (`python -m deployer cluster up` installs it)?"
             )
         last[:] = [current]
-        return current if current.healthy or current.rolled_back else None
+        return current if current.healthy or (settle_on_abort and current.rolled_back) else None
 
     try:
         outcome, _ = wait_until(
@@ -574,7 +583,7 @@ def restore(
     log.info("==> Rolling %s back to %s", environment, previous.api)
     documents = render(paths, target.kubectl, environment, previous)
     apply(target, [doc for doc in documents if doc["kind"] != "Namespace"])
-    restored = wait_for_rollout(target, namespace_for(environment))
+    restored = wait_for_rollout(target, namespace_for(environment), settle_on_abort=False)
     if not restored.healthy:
         raise ClusterError(
             f"{environment}: rolling back to {previous.api} failed: {restored.message}"
