@@ -8,6 +8,7 @@ import pytest
 from deployer.actions import delivery, deploy
 from deployer.actions.engine_images import EngineImages
 from deployer.errors import ClusterError, ReleaseRolledBack
+from deployer.lower import rollouts
 from deployer.lower.rollouts import RolloutState, state_of
 
 
@@ -95,7 +96,7 @@ def test_putting_the_stable_release_back_is_not_settled_by_the_abort_it_clears(
     seen = iter([ABORTED, HEALTHY])
     monkeypatch.setattr(deploy, "_kubectl", lambda *_a, **_k: "")
     monkeypatch.setattr(deploy, "api_client", lambda _k: None)
-    monkeypatch.setattr(deploy.rollouts, "state", lambda *_a: next(seen))
+    monkeypatch.setattr(rollouts, "state", lambda *_a: next(seen))
     target = deploy.Target(kubeconfig=None, kubectl=None)  # type: ignore[arg-type]
     assert deploy.wait_for_rollout(target, "ce-staging", settle_on_abort=False) is HEALTHY
     seen = iter([ABORTED])
