@@ -29,7 +29,12 @@ from deployer.actions.registry import publish
 from deployer.errors import DeployerError
 from deployer.settings import Paths, default_paths
 from steps.support import matrix
-from steps.support.environments import Environments, needed_in_order, scenario_steps
+from steps.support.environments import (
+    Environments,
+    needed_in_order,
+    releases_needed,
+    scenario_steps,
+)
 from steps.support.kube import Kube
 from steps.support.provider import ClusterProvider, existing_provider, kind_provider
 from steps.support.report import (
@@ -41,6 +46,7 @@ from steps.support.report import (
 
 COULD_NOT_RUN = 6
 NO_CLUSTER = pytest.StashKey[str]()
+PRELOADING = pytest.StashKey[Environments]()  # the session's environments, building releases
 
 pytest_plugins = [
     "steps.support.report",
@@ -260,16 +266,36 @@ def environments_ahead(request: pytest.FixtureRequest) -> None:
     if provider is not None and provider.kind_name is not None:
         environments: Environments = request.getfixturevalue("environments")
         environments.deploy_ahead(names)
+        steps_of = scenario_steps(Path(request.config.rootpath) / "features")
+        environments.preload_releases(*releases_needed(steps_of, selected(request.session)))
+        request.config.stash[PRELOADING] = environments
 
 
-def environments_needed(session: pytest.Session) -> list[str]:
-    """The environments the selected scenarios deploy, in the order they first need them."""
-    scenarios = [
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Once no @performance scenario is left to run, the releases may be loaded."""
+    environments = item.config.stash.get(PRELOADING, None)
+    if environments is None or environments.preload_now.is_set():
+        return
+    later = item.session.items[item.session.items.index(item) + 1 :]
+    if not any(other.get_closest_marker("performance") for other in later):
+        log.info("building and loading the releases the scenarios roll out, in the background")
+        environments.preload_now.set()
+
+
+def selected(session: pytest.Session) -> list[str]:
+    """The titles of the scenarios this run executes."""
+    return [
         scenario_title(item)
         for item in session.items
         if not item.get_closest_marker("not_implemented")
     ]
-    return needed_in_order(scenario_steps(Path(session.config.rootpath) / "features"), scenarios)
+
+
+def environments_needed(session: pytest.Session) -> list[str]:
+    """The environments the selected scenarios deploy, in the order they first need them."""
+    features = Path(session.config.rootpath) / "features"
+    return needed_in_order(scenario_steps(features), selected(session))
 
 
 @pytest.fixture(scope="session")

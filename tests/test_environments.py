@@ -8,6 +8,8 @@ from deployer.actions import deploy
 from deployer.errors import CommandError, ConfigError
 from deployer.settings import default_paths
 from steps.support.differences import differences, load_allowed
+from steps.support.environments import releases_needed, scenario_steps
+from steps.support.releases import BAD_RELEASES
 
 ALLOWED = default_paths().repo / "infra" / "environments" / "allowed-differences.yaml"
 
@@ -85,3 +87,12 @@ def test_other_apply_failures_are_not_hidden(monkeypatch: pytest.MonkeyPatch) ->
     target = deploy.Target(kubeconfig=Path("kubeconfig"), kubectl=Path("kubectl"))
     with pytest.raises(CommandError, match="denied"):
         deploy.apply(target, [{"kind": "Service", "metadata": {"name": "x"}}])
+
+
+def test_the_releases_built_ahead_are_those_the_selected_scenarios_roll_out() -> None:
+    steps_of = scenario_steps(default_paths().repo / "features")
+    rollback = next(title for title in steps_of if "rolled back automatically" in title)
+    migrating = next(title for title in steps_of if "migrates the database" in title)
+    assert releases_needed(steps_of, [rollback]) == (False, list(BAD_RELEASES))
+    assert releases_needed(steps_of, [migrating]) == (True, [])
+    assert releases_needed(steps_of, ["Each environment has its own data"]) == (False, [])

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 AUDIENCE = "engine-api"
 DEPLOYED_STEP = re.compile(r'the "(\w+)"(?: and "(\w+)")? environments? (?:is|are) deployed')
+NEXT_RELEASE_STEP = "the engine's next release, which migrates the database, is built"
+BAD_RELEASES_STEP = re.compile(r"bad releases are built and on the nodes: (.+)$", re.M)
 CA_CONFIGMAP = "engine-ca"
 CA_DIR = "/etc/engine-ca"
 CA_FILE = f"{CA_DIR}/ca.crt"
@@ -115,6 +117,10 @@ class Environments:
     # co-located by the scheduler (production's tail latency tripled).
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     ahead: threading.Thread | None = field(default=None, repr=False)
+    preloading: threading.Thread | None = field(default=None, repr=False)
+    # Set when the releases may be loaded: after the timing scenarios, or when one needs them.
+    preload_now: threading.Event = field(default_factory=threading.Event, repr=False)
+    preload_stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def session_images(self) -> EngineImages:
         """Built once per session: every environment runs the same build, even if HEAD moves."""
@@ -147,6 +153,37 @@ class Environments:
         self.ahead = threading.Thread(target=deploy_each, name="deploy-ahead", daemon=True)
         self.ahead.start()
 
+    def preload_releases(self, next_release: bool, bad: list[str]) -> None:
+        """Build the releases the scenarios will roll out and put them on the nodes in
+        the background, once the environments are deployed and ``preload_now`` is set
+        (loading images beside R5.3's latency trials skews them). The scenarios then
+        ask for the same releases and find them built and on the nodes (about 10 s
+        saved each). A failure is only logged: the scenario builds the release itself."""
+        if not next_release and not bad:
+            return
+
+        def build_each() -> None:
+            if self.ahead is not None:
+                self.ahead.join()
+            self.preload_now.wait()
+            try:
+                if next_release and not self.preload_stop.is_set():
+                    self.build_next_release()
+                for name in bad:
+                    if not self.preload_stop.is_set():
+                        self.bad_release(name)
+            except Exception as error:  # noqa: BLE001 - built again by the scenario, which fails
+                log.warning("building releases ahead failed (their scenarios retry): %s", error)
+
+        self.preloading = threading.Thread(target=build_each, name="releases-ahead", daemon=True)
+        self.preloading.start()
+
+    def _preloaded(self) -> None:
+        """A scenario needs a release now: let the preload start if it has not, and wait."""
+        self.preload_now.set()
+        if self.preloading is not None and threading.current_thread() is not self.preloading:
+            self.preloading.join()
+
     def _deploy(self, name: str, images: EngineImages) -> Environment:
         images = deploy_action.deploy(self.paths, name, self.target, images=images)
         namespace = deploy_action.namespace_for(name)
@@ -164,12 +201,14 @@ class Environments:
     def bad_release(self, name: str) -> EngineImages:
         """A bad release (R2.5), built (cached by its code) and on the nodes. Not built
         ahead: loading images beside a timing scenario (R5.3's latency trials) skews it."""
+        self._preloaded()
         return releases.build_and_load(self.paths, ensure_engine(self.paths), self.target, name)
 
     def build_next_release(self) -> EngineImages:
         """The engine's next release (a real code change with a schema migration, built
         like any release and cached by its code), already on the nodes, so that a
         rollout's time is the rollout's."""
+        self._preloaded()
         candidate = releases.build(self.paths, ensure_engine(self.paths), releases.NEXT_RELEASE)
         return deploy_action.ship_images(self.target, candidate)
 
@@ -209,6 +248,8 @@ class Environments:
     def cleanup(self) -> None:
         if self.ahead is not None:
             self.ahead.join()
+        self.preload_stop.set()  # what has not started is not needed any more
+        self._preloaded()  # and the cluster is not deleted under a load still running
         for environment in self.deployed.values():
             self.kube.core.delete_namespace(environment.client_namespace, grace_period_seconds=0)
 
@@ -230,6 +271,19 @@ def needed_in_order(steps_of: dict[str, str], scenarios: Iterable[str]) -> list[
         for match in DEPLOYED_STEP.finditer(steps_of.get(scenario, "")):
             names += [n for n in match.groups() if n and n not in names]
     return names
+
+
+def releases_needed(steps_of: dict[str, str], scenarios: Iterable[str]) -> tuple[bool, list[str]]:
+    """Whether these scenarios (by title) roll out the engine's next release, and the
+    bad releases they ship, from their steps' text."""
+    text = "\n".join(steps_of.get(scenario, "") for scenario in scenarios)
+    bad = [
+        name.strip()
+        for names in BAD_RELEASES_STEP.findall(text)
+        for name in names.split(",")
+        if name.strip()
+    ]
+    return NEXT_RELEASE_STEP in text, list(dict.fromkeys(bad))
 
 
 def client_pod_manifest(image: str) -> dict[str, Any]:
