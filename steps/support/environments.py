@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 AUDIENCE = "engine-api"
 DEPLOYED_STEP = re.compile(r'the "(\w+)"(?: and "(\w+)")? environments? (?:is|are) deployed')
+NEXT_KEY = "next"  # the key of the engine's next release among those built ahead
 NEXT_RELEASE_STEP = "the engine's next release, which migrates the database, is built"
 BAD_RELEASES_STEP = re.compile(r"bad releases are built and on the nodes: (.+)$", re.M)
 CA_CONFIGMAP = "engine-ca"
@@ -121,6 +122,7 @@ class Environments:
     # Set when the releases may be loaded: after the timing scenarios, or when one needs them.
     preload_now: threading.Event = field(default_factory=threading.Event, repr=False)
     preload_stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    preloaded: dict[str, threading.Event] = field(default_factory=dict, repr=False)
 
     def session_images(self) -> EngineImages:
         """Built once per session: every environment runs the same build, even if HEAD moves."""
@@ -155,34 +157,44 @@ class Environments:
 
     def preload_releases(self, next_release: bool, bad: list[str]) -> None:
         """Build the releases the scenarios will roll out and put them on the nodes in
-        the background, once the environments are deployed and ``preload_now`` is set
-        (loading images beside R5.3's latency trials skews them). The scenarios then
-        ask for the same releases and find them built and on the nodes (about 10 s
-        saved each). A failure is only logged: the scenario builds the release itself."""
-        if not next_release and not bad:
+        the background, in the order the scenarios need them, once the environments are
+        deployed and ``preload_now`` is set (loading images beside R5.3's latency trials
+        skews them). A scenario then asks for its release and finds it built and on the
+        nodes (about 10 s saved each). A failure is only logged: the scenario builds the
+        release itself and fails with the error."""
+        wanted = ([NEXT_KEY] if next_release else []) + bad
+        if not wanted:
             return
+        self.preloaded = {name: threading.Event() for name in wanted}
 
         def build_each() -> None:
             if self.ahead is not None:
                 self.ahead.join()
             self.preload_now.wait()
             try:
-                if next_release and not self.preload_stop.is_set():
-                    self.build_next_release()
-                for name in bad:
-                    if not self.preload_stop.is_set():
+                for name in wanted:
+                    if self.preload_stop.is_set():
+                        return
+                    if name == NEXT_KEY:
+                        self.build_next_release()
+                    else:
                         self.bad_release(name)
+                    self.preloaded[name].set()
             except Exception as error:  # noqa: BLE001 - built again by the scenario, which fails
                 log.warning("building releases ahead failed (their scenarios retry): %s", error)
+            finally:
+                for done in self.preloaded.values():
+                    done.set()
 
         self.preloading = threading.Thread(target=build_each, name="releases-ahead", daemon=True)
         self.preloading.start()
 
-    def _preloaded(self) -> None:
-        """A scenario needs a release now: let the preload start if it has not, and wait."""
+    def _preloaded(self, name: str) -> None:
+        """A scenario needs release ``name`` now: let the preload start if it has not, and
+        wait until it has that one."""
         self.preload_now.set()
-        if self.preloading is not None and threading.current_thread() is not self.preloading:
-            self.preloading.join()
+        if threading.current_thread() is not self.preloading and name in self.preloaded:
+            self.preloaded[name].wait()
 
     def _deploy(self, name: str, images: EngineImages) -> Environment:
         images = deploy_action.deploy(self.paths, name, self.target, images=images)
@@ -201,14 +213,14 @@ class Environments:
     def bad_release(self, name: str) -> EngineImages:
         """A bad release (R2.5), built (cached by its code) and on the nodes. Not built
         ahead: loading images beside a timing scenario (R5.3's latency trials) skews it."""
-        self._preloaded()
+        self._preloaded(name)
         return releases.build_and_load(self.paths, ensure_engine(self.paths), self.target, name)
 
     def build_next_release(self) -> EngineImages:
         """The engine's next release (a real code change with a schema migration, built
         like any release and cached by its code), already on the nodes, so that a
         rollout's time is the rollout's."""
-        self._preloaded()
+        self._preloaded(NEXT_KEY)
         candidate = releases.build(self.paths, ensure_engine(self.paths), releases.NEXT_RELEASE)
         return deploy_action.ship_images(self.target, candidate)
 
@@ -249,7 +261,9 @@ class Environments:
         if self.ahead is not None:
             self.ahead.join()
         self.preload_stop.set()  # what has not started is not needed any more
-        self._preloaded()  # and the cluster is not deleted under a load still running
+        self.preload_now.set()
+        if self.preloading is not None:  # and the cluster is not deleted under a load
+            self.preloading.join()
         for environment in self.deployed.values():
             self.kube.core.delete_namespace(environment.client_namespace, grace_period_seconds=0)
 
