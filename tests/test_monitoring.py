@@ -16,8 +16,9 @@ from deployer.actions import capacity, deploy, monitoring, top
 from deployer.lower import certificates
 from deployer.lower import kube as lower_kube
 from deployer.settings import REPO_ROOT
-from steps.common.observability_steps import duration_seconds
+from steps.common.observability_steps import applicable_faults, duration_seconds
 from steps.support.monitoring import ENGINE_WORKLOADS, catalogue
+from steps.support.provider import NODE_POWER, ClusterProvider
 
 MONITORING = REPO_ROOT / "infra" / "monitoring"
 
@@ -204,3 +205,18 @@ def test_ready_endpoints_count_unknown_readiness_as_ready_and_skip_not_ready(
     monkeypatch.setattr(lower_kube.client, "DiscoveryV1Api", Discovery)
     found = lower_kube.ready_endpoints(ApiClient(), "ce-dev", "engine-api")
     assert found == [("10.0.0.1", 8080), ("10.0.0.2", 8080)]
+
+
+def test_faults_a_provider_cannot_make_are_named_and_left_out() -> None:
+    table = [
+        {"fault": "engine-api down", "environment": "staging"},
+        {"fault": "node lost", "environment": "dev"},
+    ]
+    figures: dict[str, object] = {}
+    kind = ClusterProvider("kind:ce", Path("kubeconfig"), capabilities=frozenset({NODE_POWER}))
+    assert applicable_faults(table, kind, figures.__setitem__) == table and not figures
+    existing = ClusterProvider("existing:eks", Path("kubeconfig"))
+    assert applicable_faults(table, existing, figures.__setitem__) == table[:1]
+    assert figures == {"faults_not_applicable": "node lost in dev (needs node-power)"}
+    with pytest.raises(pytest.skip.Exception, match="not applicable on existing:eks"):
+        applicable_faults(table[1:], existing, figures.__setitem__)
