@@ -27,7 +27,7 @@ from steps.support.faults import (
     wait_workloads_ready,
 )
 from steps.support.kube import Kube, is_ready
-from steps.support.provider import ClusterProvider
+from steps.support.provider import NODE_POWER, ClusterProvider
 from steps.support.report import RecordFigure, evidence_dir
 
 log = logging.getLogger(__name__)
@@ -258,6 +258,8 @@ def _(
     environments: Environments,
     environment: Environment,
 ) -> FaultLog:
+    # Before the finalizer: one that tried to start the node again would be skipped too.
+    cluster_provider.require(NODE_POWER, "powering a worker node off")
     database_nodes = {p.spec.node_name for p in serving_pods(kube, environment, "engine-postgres")}
     engine = [
         p for app in ("engine-api", "engine-worker") for p in serving_pods(kube, environment, app)
