@@ -273,12 +273,12 @@ def environments_ahead(request: pytest.FixtureRequest) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """Once no @performance scenario is left to run, the releases may be loaded."""
+    """Once no @quiet scenario is left to run, the releases may be loaded."""
     environments = item.config.stash.get(PRELOADING, None)
     if environments is None or environments.preload_now.is_set():
         return
     later = item.session.items[item.session.items.index(item) + 1 :]
-    if not any(other.get_closest_marker("performance") for other in later):
+    if not any(other.get_closest_marker("quiet") for other in later):
         log.info("building and loading the releases the scenarios roll out, in the background")
         environments.preload_now.set()
 

@@ -159,7 +159,7 @@ class Environments:
         """Build the releases the scenarios will roll out and put them on the nodes in
         the background, in the order the scenarios need them, once the environments are
         deployed and ``preload_now`` is set (loading images beside R5.3's latency trials
-        skews them). A scenario then asks for its release and finds it built and on the
+        skews them: @quiet). A scenario then asks for its release and finds it built and on the
         nodes (about 10 s saved each). A failure is only logged: the scenario builds the
         release itself and fails with the error."""
         wanted = ([NEXT_KEY] if next_release else []) + bad
