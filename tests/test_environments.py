@@ -7,6 +7,7 @@ import pytest
 from deployer.actions import deploy
 from deployer.errors import CommandError, ConfigError
 from deployer.settings import default_paths
+from steps.common.environment_steps import RateBracket
 from steps.support.differences import differences, load_allowed
 from steps.support.environments import releases_needed, scenario_steps
 from steps.support.releases import BAD_RELEASES
@@ -96,3 +97,20 @@ def test_the_releases_built_ahead_are_those_the_selected_scenarios_roll_out() ->
     assert releases_needed(steps_of, [rollback]) == (False, list(BAD_RELEASES))
     assert releases_needed(steps_of, [migrating]) == (True, [])
     assert releases_needed(steps_of, ["Each environment has its own data"]) == (False, [])
+
+
+def test_the_latency_rate_closes_in_on_the_band_between_dev_and_production() -> None:
+    bracket = RateBracket()
+    assert bracket.move(78.1, "up") == pytest.approx(78.1 * 1.3)
+    assert bracket.move(101.5, "up") == pytest.approx(101.5 * 1.3)
+    middle = bracket.move(132.0, "down")  # the run that failed moved to 105.6 here
+    assert middle is not None and 101.5 < middle < 132.0
+    assert bracket.move(middle, "up") == pytest.approx((middle * 132.0) ** 0.5)
+    lowered = RateBracket()
+    assert lowered.move(64.8, "down") == pytest.approx(64.8 * 0.8)
+
+
+def test_no_rate_is_left_when_dev_carries_what_production_does_not() -> None:
+    bracket = RateBracket()
+    bracket.move(100.0, "down")
+    assert bracket.move(120.0, "up") is None

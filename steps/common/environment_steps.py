@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import statistics
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes.client.rest import ApiException
@@ -312,8 +314,8 @@ MAX_ERROR_RATIO = 0.01
 P99_RATIO_AT_MOST = 0.5
 KEPT_UP = 0.95  # an environment answered at least this share of the offered rate
 RATE_RAISE = 1.3
-RATE_LOWER = 0.8  # not 1 / RATE_RAISE: a raise then a lowering lands between the two
-MAX_RATE_MOVES = 4
+RATE_LOWER = 0.8
+MAX_RATE_MOVES = 5
 # Each pair starts this long after its pods are created (pod start and NetworkPolicy
 # admission measured 1-5 s), more on a retry; a side that starts later than the skew
 # voids the pair, which is run again.
@@ -375,6 +377,7 @@ def _(
         results[f"{name}_capacity"] = result
     rate = round((capacity["dev"]["rps"] + capacity["production"]["rps"]) / 2, 1)
     moves: list[str] = []
+    bracket = RateBracket()
     trial = 1
     while trial <= LATENCY_TRIALS:
         latency = run_paired_load(kube, environment_pair, "/v1/sessions", toolbox_image, rate)
@@ -387,9 +390,10 @@ def _(
         # rate moves and the trials start again, all of them at one and the same rate.
         # A production no faster than dev has no such rate: the moves run out and the
         # p99 margin fails.
-        if move and len(moves) < MAX_RATE_MOVES:
+        moved_to = bracket.move(rate, move) if move and len(moves) < MAX_RATE_MOVES else None
+        if moved_to is not None:
             moves.append(move)
-            rate = round(rate * (RATE_RAISE if move == "up" else RATE_LOWER), 1)
+            rate = round(moved_to, 1)
             log.info("latency trials again at %s requests/s (%s)", rate, ", ".join(moves))
             trial = 1
             continue
@@ -400,6 +404,32 @@ def _(
         trial += 1
     results["rate_moves"] = {"moves": moves, "rate": rate}
     return results
+
+
+@dataclass
+class RateBracket:
+    """The highest rate dev kept up with and the lowest one production fell behind at:
+    a rate that separates the two lies between. Fixed steps jumped over a narrow band
+    (a run went 78, 101 dev kept up, 132 production fell behind, 106: dev kept up, and
+    the moves ran out), so once both ends are known the next rate is their middle."""
+
+    kept_by_dev: float = 0.0
+    missed_by_production: float = math.inf
+
+    def move(self, rate: float, direction: str) -> float | None:
+        """The next rate to try after ``direction`` ("up" or "down") at ``rate``, or None
+        when no rate is left between what dev carried and what production did not."""
+        if direction == "up":
+            self.kept_by_dev = max(self.kept_by_dev, rate)
+        else:
+            self.missed_by_production = min(self.missed_by_production, rate)
+        if self.kept_by_dev >= self.missed_by_production:
+            return None
+        if math.isinf(self.missed_by_production):
+            return rate * RATE_RAISE
+        if not self.kept_by_dev:
+            return rate * RATE_LOWER
+        return math.sqrt(self.kept_by_dev * self.missed_by_production)
 
 
 def rate_move(dev_rps: float, production_rps: float, rate: float) -> str:
