@@ -158,10 +158,10 @@ class Environments:
     def preload_releases(self, next_release: bool, bad: list[str]) -> None:
         """Build the releases the scenarios will roll out and put them on the nodes in
         the background, in the order the scenarios need them, once the environments are
-        deployed and ``preload_now`` is set (loading images beside R5.3's latency trials
-        skews them: @quiet). A scenario then asks for its release and finds it built and on the
-        nodes (about 10 s saved each). A failure is only logged: the scenario builds the
-        release itself and fails with the error."""
+        deployed and ``preload_now`` is set (after the @quiet scenarios: loading images
+        beside R5.3's latency trials skews them). A scenario then asks for its release and
+        finds it built and on the nodes (R2.5: 31 s saved). A failure is only logged: the
+        scenario builds the release itself and fails with the error."""
         wanted = ([NEXT_KEY] if next_release else []) + bad
         if not wanted:
             return
@@ -211,8 +211,8 @@ class Environments:
             self.deployed[name].images = images
 
     def bad_release(self, name: str) -> EngineImages:
-        """A bad release (R2.5), built (cached by its code) and on the nodes. Not built
-        ahead: loading images beside a timing scenario (R5.3's latency trials) skews it."""
+        """A bad release (R2.5), built (cached by its code) and on the nodes; usually
+        already done by ``preload_releases``."""
         self._preloaded(name)
         return releases.build_and_load(self.paths, ensure_engine(self.paths), self.target, name)
 
