@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from steps.common.rollout_steps import covered_seconds
 from steps.support import releases
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,3 +25,8 @@ def test_the_next_release_only_expands_the_schema() -> None:
     (schema,) = [c for c in releases.NEXT_RELEASE.changes if c.path == releases.SCHEMA]
     assert releases.EXPAND in schema.new
     assert "NOT NULL" not in releases.EXPAND and "DROP" not in schema.new.upper()
+
+
+def test_overlapping_rollout_windows_are_counted_once() -> None:
+    assert covered_seconds([(0.0, 50.0), (40.0, 90.0), (100.0, 110.0)]) == 100.0
+    assert covered_seconds([]) == 0.0

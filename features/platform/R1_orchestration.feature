@@ -72,8 +72,8 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
     The new version is the engine's next release: sessions keep the ID of the request
     that created them, in a column its migration adds. Schema changes are
     expand/contract, so rolling its code back leaves the previous version working on
-    the migrated schema. It goes out and back twice: the second time both are recent
-    revisions, which Argo Rollouts switches to without a canary step.
+    the migrated schema. It goes out and back twice, so that the clients' sample
+    reaches 5,000 requests.
     Given the "staging" environment is deployed
     And the engine's next release, which migrates the database, is built and on the nodes
     And 8 clients reading, writing and queueing jobs through the engine API, each at most every 50 ms and waiting 10 s for an answer
