@@ -102,3 +102,20 @@ def test_the_page_renders_in_a_browser(tmp_path: Path) -> None:
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", header[16:24]) == (1200, 900)
     assert shot.png.stat().st_size > 20_000  # a blank page compresses to a few kB
+
+
+def test_a_pass_that_left_parts_out_says_so_first(tmp_path: Path) -> None:
+    partial = ScenarioResult(
+        "steps/test_observability.py::test_faults",
+        "test_faults",
+        ["R3.2"],
+        title="Real faults raise their alerts",
+        left_out=["node lost in dev (needs node-power)"],
+    )
+    doc = document(ROLLOUT, partial)
+    assert doc["summary"]["passed"] == 2 and doc["summary"]["passed_in_part"] == 1
+    page = rendered(doc, tmp_path, [])
+    assert "All 2 criteria that ran passed, 1 of them only in part" in page
+    assert "<b>Passed only in part (parts this cluster cannot check):</b> <a href='#R3.2'>" in page
+    assert "passed in part</span>" in page
+    assert "Not checked on this cluster:</b> node lost in dev (needs node-power)" in page

@@ -59,3 +59,15 @@ def test_skip_reasons_are_classified() -> None:
     assert classify_skip("Skipped: not implemented: steps are not written yet") == "not_implemented"
     assert classify_skip("not applicable: managed control plane") == "not_applicable"
     assert classify_skip("something else") == "skipped"
+
+
+def test_what_a_passing_scenario_left_out_stays_with_its_criterion() -> None:
+    table = coverage(
+        state_with(
+            ScenarioResult("a", "a", ["R3.2"], left_out=["node lost in dev (needs node-power)"]),
+            ScenarioResult("b", "b", ["R3.1"], status="failed", left_out=["x"]),
+        )
+    )
+    assert table["R3.2"]["status"] == "passed"
+    assert table["R3.2"]["left_out"] == ["node lost in dev (needs node-power)"]
+    assert table["R3.1"]["left_out"] == []  # a failure is a failure, whatever it left out

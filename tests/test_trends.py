@@ -13,13 +13,19 @@ BUDGETS = {
 }
 
 
-def write_run(reports: Path, stamp: str, status: str, rollout_s: float) -> None:
+def write_run(
+    reports: Path, stamp: str, status: str, rollout_s: float, left_out: tuple[str, ...] = ()
+) -> None:
     directory = reports / stamp
     directory.mkdir(parents=True)
     document = {
         "duration_s": 1500.0,
         "requirements": {
-            "R1.4": {"status": status, "figures": {"seconds_to_roll_out_new_version": rollout_s}},
+            "R1.4": {
+                "status": status,
+                "figures": {"seconds_to_roll_out_new_version": rollout_s},
+                "left_out": list(left_out),
+            },
             "R2.5": {"status": "not_implemented", "figures": {}},
         },
     }
@@ -48,3 +54,11 @@ def test_a_steady_run_flags_nothing_and_history_is_bounded(tmp_path: Path) -> No
     assert [p.name for p in trends.run_dirs(tmp_path)] == ["20261123T010000Z", "20261124T010000Z"]
     assert not (tmp_path / "20261121T010000Z.evidence.tar.gz").exists()
     assert "nothing got worse" in (tmp_path / "trends.html").read_text()
+
+
+def test_a_pass_that_now_leaves_a_part_out_is_a_regression(tmp_path: Path) -> None:
+    write_run(tmp_path, "20261124T010000Z", "passed", 40.0)
+    write_run(tmp_path, "20261125T010000Z", "passed", 40.0, ("node lost (needs node-power)",))
+    result = trends.compare(trends.load_runs(tmp_path, 14), BUDGETS)
+    assert result.regressions == ["R1.4: passed -> passed_in_part"]
+    assert "passed in part" in trends.page(result, BUDGETS)

@@ -44,7 +44,7 @@ from steps.support.monitoring import (
     catalogue,
 )
 from steps.support.provider import NODE_POWER, ClusterProvider
-from steps.support.report import RecordFigure, evidence_dir
+from steps.support.report import RecordFigure, RecordLeftOut, evidence_dir
 
 log = logging.getLogger(__name__)
 
@@ -398,12 +398,13 @@ def _(
     datatable: list[list[str]],
     request: pytest.FixtureRequest,
     record_figure: RecordFigure,
+    record_left_out: RecordLeftOut,
 ) -> list[list[Episode]]:
     """Each phase: inject its faults together, every alert must reach the receiver with its
     labels, severity, summary and runbook; remove them together, every one must resolve."""
     header, *rows = datatable
     table = applicable_faults(
-        [dict(zip(header, row, strict=True)) for row in rows], cluster_provider, record_figure
+        [dict(zip(header, row, strict=True)) for row in rows], cluster_provider, record_left_out
     )
     runbooks = (paths.repo / "docs" / "runbooks.md").read_text().lower()
     involved = {row["environment"]: environments.ensure(row["environment"]) for row in table}
@@ -459,7 +460,7 @@ def _(
 
 
 def applicable_faults(
-    table: list[dict[str, str]], provider: ClusterProvider, record_figure: RecordFigure
+    table: list[dict[str, str]], provider: ClusterProvider, record_left_out: RecordLeftOut
 ) -> list[dict[str, str]]:
     """The faults this provider can make. On a cluster the suite did not create a node
     cannot be powered off: the other faults still prove their alerts there, and the
@@ -473,7 +474,8 @@ def applicable_faults(
             left.append(f"{row['fault']} in {row['environment']} (needs {needed})")
     if left:
         log.warning("   not applicable on %s: %s", provider.name, "; ".join(left))
-        record_figure("faults_not_applicable", "; ".join(left))
+        for what in left:
+            record_left_out(what)
     if not kept:
         pytest.skip(f"not applicable on {provider.name}: {'; '.join(left)}")
     return kept

@@ -18,6 +18,7 @@ from typing import Any
 
 STATUS_WORDS = {
     "passed": "passed",
+    "passed_in_part": "passed in part",
     "failed": "FAILED",
     "not_implemented": "not implemented",
     "not_applicable": "not applicable here",
@@ -26,6 +27,7 @@ STATUS_WORDS = {
 }
 COLOURS = {
     "passed": "#1a7f37",
+    "passed_in_part": "#9a6700",
     "failed": "#cf222e",
     "not_implemented": "#9a6700",
     "not_applicable": "#57606a",
@@ -106,9 +108,9 @@ def criterion_section(
     able_to_fail: list[str],
 ) -> str:
     status = entry["status"]
-    badge = (
-        f"<span class='badge' style='background:{COLOURS[status]}'>{STATUS_WORDS[status]}</span>"
-    )
+    left_out = entry.get("left_out", []) if status == "passed" else []
+    shown = "passed_in_part" if left_out else status
+    badge = f"<span class='badge' style='background:{COLOURS[shown]}'>{STATUS_WORDS[shown]}</span>"
     parts = [
         f"<section class='criterion' id='{criterion['id']}'>",
         f"<h3>{criterion['id']} {badge}</h3>",
@@ -116,6 +118,12 @@ def criterion_section(
         f"<b>then</b> {html.escape(criterion['then'])}.</p>",
         f"<p class='original'>{html.escape(criterion['original'])}</p>",
     ]
+    if left_out:
+        parts.append(
+            "<p><b>Not checked on this cluster:</b> "
+            + "; ".join(html.escape(what) for what in left_out)
+            + ". The rest of the criterion passed; run on a cluster that can do this too.</p>"
+        )
     if able_to_fail:
         parts.append(
             "<p>Shown able to fail: "
@@ -203,6 +211,8 @@ def page(
         verdict, colour = "COULD NOT COMPLETE: the run stopped with an error", COLOURS["failed"]
     else:
         verdict = f"All {counts.get('passed', 0)} criteria that ran passed"
+        if counts.get("passed_in_part"):
+            verdict += f", {counts['passed_in_part']} of them only in part"
         colour = COLOURS["passed"]
     facts = ", ".join(
         f"{k.replace('_', ' ')}: {html.escape(_shown(v))}"
@@ -231,10 +241,16 @@ def page(
         )
         + "</p>",
     ]
-    unmet = [k for k, v in table.items() if v["status"] in ("failed", "skipped")]
-    if unmet:
-        links = ", ".join(f"<a href='#{k}'>{k}</a>" for k in unmet)
-        summary.append(f"<p><b>Failed:</b> {links}</p>")
+    for heading, keys in (
+        ("Failed", [k for k, v in table.items() if v["status"] in ("failed", "skipped")]),
+        (
+            "Passed only in part (parts this cluster cannot check)",
+            [k for k, v in table.items() if v["status"] == "passed" and v.get("left_out")],
+        ),
+    ):
+        if keys:
+            links = ", ".join(f"<a href='#{k}'>{k}</a>" for k in keys)
+            summary.append(f"<p><b>{heading}:</b> {links}</p>")
     body = summary
     for group in groups:
         body.append(f"<h2>{group['id']}: {html.escape(group['persona'])}, {group['goal']}</h2>")

@@ -27,6 +27,7 @@ from steps.support import approval
 REQUIREMENT_IDS = [f"R{group}.{item}" for group in range(1, 6) for item in range(1, 6)]
 REQUIREMENT_MARK = re.compile(r"^R[1-5]\.[1-5]$")
 FIGURE_PREFIX = "figure."
+LEFT_OUT = "left_out"  # a part of a scenario this provider could not check (JUnit property)
 DETAIL_LINES = 25
 NOT_IMPLEMENTED = "not implemented"
 NOT_APPLICABLE = "not applicable"
@@ -37,6 +38,7 @@ SEVERITY = ["failed", "skipped", "not_implemented", "not_applicable", "not_run",
 
 
 RecordFigure = Callable[[str, float | int | str], None]
+RecordLeftOut = Callable[[str], None]
 
 
 @pytest.fixture
@@ -45,6 +47,18 @@ def record_figure(record_property: Callable[[str, object], None]) -> RecordFigur
 
     def record(name: str, value: float | int | str) -> None:
         record_property(FIGURE_PREFIX + name, value)
+
+    return record
+
+
+@pytest.fixture
+def record_left_out(record_property: Callable[[str, object], None]) -> RecordLeftOut:
+    """Name a part of the scenario that was not checked on this provider (a fault it cannot
+    make): the scenario may still pass on the rest, and the report says "passed in part"
+    with what was left out, so an approver never reads a partial pass as a whole one."""
+
+    def record(what: str) -> None:
+        record_property(LEFT_OUT, what)
 
     return record
 
@@ -60,6 +74,7 @@ class ScenarioResult:
     detail: str = ""  # the end of a failure's output
     duration_s: float = 0.0
     figures: dict[str, Any] = field(default_factory=dict)
+    left_out: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -172,6 +187,8 @@ def pytest_runtest_makereport(
     for key, value in item.user_properties:
         if key.startswith(FIGURE_PREFIX):
             result.figures[key[len(FIGURE_PREFIX) :]] = value
+        elif key == LEFT_OUT and value not in result.left_out:
+            result.left_out.append(str(value))
     if report.skipped:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         result.status, result.reason = classify_skip(reason), reason.removeprefix("Skipped: ")
@@ -204,6 +221,7 @@ def scenario_entry(result: ScenarioResult) -> dict[str, Any]:
         "detail": result.detail,
         "duration_s": round(result.duration_s, 2),
         "figures": result.figures,
+        "left_out": result.left_out,
     }
 
 
@@ -222,6 +240,8 @@ def coverage(state: ReportState) -> dict[str, dict[str, Any]]:
             "status": status,
             "scenarios": [scenario_entry(r) for r in scenarios],
             "figures": figures,
+            # A pass that left parts out (this provider cannot make them) is a pass in part.
+            "left_out": [what for r in scenarios if r.status == "passed" for what in r.left_out],
         }
     return table
 
@@ -233,6 +253,9 @@ def run_document(state: ReportState, root: Path, exitstatus: int) -> dict[str, A
         status: sum(1 for entry in table.values() if entry["status"] == status)
         for status in SEVERITY
     }
+    summary["passed_in_part"] = sum(
+        1 for entry in table.values() if entry["status"] == "passed" and entry["left_out"]
+    )
     return {
         "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "duration_s": round(time.time() - state.started, 1),

@@ -33,7 +33,11 @@ class Run:
 
     @property
     def statuses(self) -> dict[str, str]:
-        return {k: v["status"] for k, v in self.document.get("requirements", {}).items()}
+        """Each criterion's status; a pass that left parts out is "passed_in_part"."""
+        return {
+            k: "passed_in_part" if v["status"] == "passed" and v.get("left_out") else v["status"]
+            for k, v in self.document.get("requirements", {}).items()
+        }
 
     @property
     def figures(self) -> dict[str, Any]:
