@@ -119,3 +119,19 @@ def test_a_pass_that_left_parts_out_says_so_first(tmp_path: Path) -> None:
     assert "<b>Passed only in part (parts this cluster cannot check):</b> <a href='#R3.2'>" in page
     assert "passed in part</span>" in page
     assert "Not checked on this cluster:</b> node lost in dev (needs node-power)" in page
+
+
+def test_a_run_of_one_control_updates_that_control_only(tmp_path: Path) -> None:
+    (tmp_path / "negative-controls-20261127T000000Z.json").write_text(
+        '[{"control": "a", "protects": "R1.3", "verdict": "detected"},'
+        ' {"control": "b", "protects": "R1.4", "verdict": "missed"}]'
+    )
+    (tmp_path / "negative-controls-20261127T010000Z.json").write_text(
+        '[{"control": "b", "protects": "R1.4", "verdict": "detected"}]'
+    )
+    shown, entries = approval.latest_controls(tmp_path)
+    assert shown.endswith("newest per control")
+    assert sorted((e["control"], e["verdict"]) for e in entries) == [
+        ("a", "detected"),
+        ("b", "detected"),
+    ]

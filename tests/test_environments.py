@@ -114,3 +114,20 @@ def test_no_rate_is_left_when_dev_carries_what_production_does_not() -> None:
     bracket = RateBracket()
     bracket.move(100.0, "down")
     assert bracket.move(120.0, "up") is None
+
+
+def test_one_noisy_trial_does_not_move_the_rate_most_trials_do() -> None:
+    bracket = RateBracket()
+    assert bracket.settle(115.4, ["up"]) == ("", None)  # the CI run moved here, and 4 more
+    assert bracket.settle(115.4, ["up", ""]) == ("", None)
+    assert bracket.settle(115.4, ["up", "", ""]) == ("", None)  # the median trial separates
+    move, rate = bracket.settle(115.4, ["up", "up"])
+    assert move == "up" and rate == pytest.approx(115.4 * 1.3)
+    move, rate = bracket.settle(150.0, ["", "down", "down"])
+    assert move == "down" and rate == pytest.approx((115.4 * 150.0) ** 0.5)
+
+
+def test_dev_keeping_up_once_and_production_falling_behind_once_leaves_no_rate() -> None:
+    bracket = RateBracket()
+    assert bracket.settle(129.4, ["up", "down"]) == ("", None)  # no rate between: judged here
+    assert bracket.settle(129.4, ["up", "down", ""]) == ("", None)

@@ -175,15 +175,22 @@ def shown_able_to_fail(controls: list[dict[str, Any]]) -> dict[str, list[str]]:
 
 
 def latest_controls(reports: Path) -> tuple[str, list[dict[str, Any]]]:
-    """The newest negative-controls result in reports/ (its file name and entries)."""
-    runs = sorted(reports.glob("negative-controls-*.json"))
-    if not runs:
+    """Each negative control's newest result in reports/ (the runs' file names, and the
+    entries): a run of one control (``--only``) updates that control, not the others."""
+    newest: dict[str, dict[str, Any]] = {}
+    used: list[str] = []
+    for run in sorted(reports.glob("negative-controls-*.json")):
+        try:
+            entries: list[dict[str, Any]] = json.loads(run.read_text())
+        except ValueError:
+            continue
+        used.append(run.name)
+        for entry in entries:
+            newest[str(entry.get("control"))] = entry
+    if not used:
         return "", []
-    try:
-        entries: list[dict[str, Any]] = json.loads(runs[-1].read_text())
-    except ValueError:
-        return runs[-1].name, []
-    return runs[-1].name, entries
+    shown = used[-1] if len(used) == 1 else f"{used[0]} to {used[-1]}, newest per control"
+    return shown, list(newest.values())
 
 
 def page(
