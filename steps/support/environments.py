@@ -312,7 +312,8 @@ def client_pod_manifest(image: str) -> dict[str, Any]:
                     "name": "client",
                     "image": image,
                     "imagePullPolicy": "IfNotPresent",
-                    "command": ["sleep", "3600"],
+                    # Until the session deletes its namespace: a nightly run outlasts an hour.
+                    "command": ["sleep", "infinity"],
                     "env": [{"name": "SSL_CERT_FILE", "value": CA_FILE}],
                     "volumeMounts": [
                         {"name": "probe", "mountPath": "/probe"},
