@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTROLS = ROOT / "controls" / "negative.toml"
+FAILED_STEP = "failed_step"  # the JUnit property steps/support/report.py writes
 CLUSTER = "ce-negative"
 
 
@@ -58,14 +59,27 @@ def mutate(tree: Path, control: Control) -> None:
 
 
 def verdict(junit: Path) -> tuple[str, list[str]]:
+    """detected: a selected scenario failed in a When or Then step (its action or its
+    check); broken: it failed in a Given (its setup: nothing was checked), errored or
+    did not run; MISSED: it passed. Each failed scenario is named with its failed step."""
     if not junit.exists():
         return "broken", ["no junit report: the run did not start"]
     cases = list(ET.parse(junit).getroot().iter("testcase"))
-    failed = [c.get("name", "") for c in cases if c.find("failure") is not None]
+    failed = {
+        c.get("name", ""): next(
+            (p.get("value", "") for p in c.iter("property") if p.get("name") == FAILED_STEP),
+            "",
+        )
+        for c in cases
+        if c.find("failure") is not None
+    }
+    named = [f"{name} (failed at: {step})" if step else name for name, step in failed.items()]
     errored = [c.get("name", "") for c in cases if c.find("error") is not None]
     ran = [c for c in cases if c.find("skipped") is None]
+    if failed and not all(step.startswith("given ") for step in failed.values()):
+        return "detected", named
     if failed:
-        return "detected", failed
+        return "broken", named
     if errored or not ran:
         return "broken", errored or ["no scenario ran"]
     return "MISSED", [c.get("name", "") for c in ran]

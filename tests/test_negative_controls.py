@@ -35,3 +35,18 @@ def test_a_setup_error_or_nothing_run_proves_nothing(tmp_path: Path) -> None:
     )
     assert verdict(junit(tmp_path, '<testcase name="a"><skipped/></testcase>'))[0] == "broken"
     assert verdict(tmp_path / "missing.xml")[0] == "broken"
+
+
+def test_a_failure_in_the_setup_proves_nothing_and_each_failure_names_its_step(
+    tmp_path: Path,
+) -> None:
+    def case(name: str, step: str) -> str:
+        return (
+            f'<testcase name="{name}"><properties><property name="failed_step" value="{step}"/>'
+            '</properties><failure message="x"/></testcase>'
+        )
+
+    given = junit(tmp_path, case("a", "given the &quot;dev&quot; environment is deployed"))
+    assert verdict(given) == ("broken", ['a (failed at: given the "dev" environment is deployed)'])
+    then = junit(tmp_path, case("a", "then the log store finds it"))
+    assert verdict(then) == ("detected", ["a (failed at: then the log store finds it)"])

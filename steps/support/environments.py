@@ -203,7 +203,10 @@ class Environments:
         key = base64.b64decode(secret.data["jwt-key"]).decode()
         tls = self.kube.core.read_namespaced_secret(deploy_action.TLS_SECRET, namespace)
         client_ns, pod = self._client(name, base64.b64decode(tls.data["ca.crt"]).decode())
-        return Environment(name, namespace, images, client_ns, pod, key)
+        environment = Environment(name, namespace, images, client_ns, pod, key)
+        admitted = client_admitted(self.kube, environment)
+        log.info("   %s's client pod admitted by every engine-api pod after %.1fs", name, admitted)
+        return environment
 
     def adopt(self, name: str, images: EngineImages) -> None:
         """Another path (the delivery pipeline, a promotion) deployed ``images`` to ``name``."""
@@ -388,6 +391,22 @@ def serving_pods(kube: Kube, environment: Environment, app: str) -> list[Any]:
     ]
     assert running, f"no running {app} pod in {environment.namespace}"
     return running
+
+
+def client_admitted(kube: Kube, environment: Environment, timeout_s: float = 120) -> float:
+    """Seconds until every engine-api pod accepts the environment's client pod and the
+    Service answers it. A new pod waits for the nodes' policy engines to add its address:
+    a scenario whose first request followed the deploy got "connection refused" (curl
+    exit 7), which a negative control then counted as its scenario failing."""
+    check = (
+        "import sys; sys.path.insert(0, '/probe'); from admission import wait_admitted; "
+        f"print(wait_admitted({environment.api_url + '/healthz'!r}, '', "
+        f"{api_addresses(kube, environment)!r}, {timeout_s}))"
+    )
+    namespace, pod = environment.client
+    code, output = kube.exec(namespace, pod, ["python3", "-c", check], timeout=timeout_s + 30)
+    assert code == 0, f"{namespace}/{pod} was never admitted by engine-api: {output[-400:]}"
+    return float(output.strip().splitlines()[-1])
 
 
 def api_addresses(kube: Kube, environment: Environment) -> str:

@@ -28,6 +28,7 @@ REQUIREMENT_IDS = [f"R{group}.{item}" for group in range(1, 6) for item in range
 REQUIREMENT_MARK = re.compile(r"^R[1-5]\.[1-5]$")
 FIGURE_PREFIX = "figure."
 LEFT_OUT = "left_out"  # a part of a scenario this provider could not check (JUnit property)
+FAILED_STEP = "failed_step"  # "<given|when|then> <step text>" of a failed scenario
 DETAIL_LINES = 25
 NOT_IMPLEMENTED = "not implemented"
 NOT_APPLICABLE = "not applicable"
@@ -200,6 +201,12 @@ def pytest_runtest_makereport(
             else report.when
         )
         result.detail = "\n".join(report.longreprtext.strip().splitlines()[-DETAIL_LINES:])
+
+
+def pytest_bdd_step_error(request: pytest.FixtureRequest, step: Any) -> None:
+    """Name the step that failed in the JUnit properties: a negative control counts a
+    failure in a Given (the setup) as proving nothing, and a reader sees where it broke."""
+    request.node.user_properties.append((FAILED_STEP, f"{step.type} {step.name}"))
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
