@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from controls.run import ROOT, Control, load, verdict
+from controls.run import ROOT, Control, consume, load, verdict
 
 
 @pytest.mark.parametrize("control", load(), ids=lambda c: c.name)
@@ -50,3 +50,14 @@ def test_a_failure_in_the_setup_proves_nothing_and_each_failure_names_its_step(
     assert verdict(given) == ("broken", ['a (failed at: given the "dev" environment is deployed)'])
     then = junit(tmp_path, case("a", "then the log store finds it"))
     assert verdict(then) == ("detected", ["a (failed at: then the log store finds it)"])
+
+
+def test_the_applied_control_leaves_the_scratch_trees_list(tmp_path: Path) -> None:
+    listed = tmp_path / "negative.toml"
+    listed.write_text(
+        '# head\n\n[[control]]\nname = "a"\nold = "x"\n\n[[control]]\nname = "ab"\nold = "y"\n'
+    )
+    consume(listed, "a")
+    assert listed.read_text() == '# head\n\n[[control]]\nname = "ab"\nold = "y"\n'
+    with pytest.raises(SystemExit, match="not found once"):
+        consume(listed, "a")

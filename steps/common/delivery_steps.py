@@ -212,6 +212,9 @@ def _(
     record_figure: RecordFigure,
 ) -> None:
     run, push = runs["green-main"], developer.pushes["green-main"]
+    assert "build" in run.stages, (
+        f"the passing commit's run built nothing: {_log_tail(developer, run)}"
+    )
     build = run.stages["build"].details
     pods = kube.core.list_namespaced_pod("ce-staging", label_selector=deploy.PART_OF)
     live = [p for p in pods.items if p.metadata.deletion_timestamp is None]
