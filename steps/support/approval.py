@@ -51,6 +51,13 @@ STYLE = """
 """
 
 
+def shown_status(entry: dict[str, Any]) -> str:
+    """A criterion's status as a reader is told it: a pass that left parts out (what this
+    cluster cannot do) is "passed_in_part", never a plain pass."""
+    status: str = entry["status"]
+    return "passed_in_part" if status == "passed" and entry.get("left_out") else status
+
+
 def load_criteria(path: Path) -> list[dict[str, Any]]:
     """features/criteria.toml: groups (persona, goal) of criteria (id, when, then, original)."""
     groups: list[dict[str, Any]] = tomllib.loads(path.read_text())["group"]
@@ -107,9 +114,8 @@ def criterion_section(
     evidence: Path,
     able_to_fail: list[str],
 ) -> str:
-    status = entry["status"]
-    left_out = entry.get("left_out", []) if status == "passed" else []
-    shown = "passed_in_part" if left_out else status
+    shown = shown_status(entry)
+    left_out = entry.get("left_out", []) if shown == "passed_in_part" else []
     badge = f"<span class='badge' style='background:{COLOURS[shown]}'>{STATUS_WORDS[shown]}</span>"
     parts = [
         f"<section class='criterion' id='{criterion['id']}'>",
@@ -252,7 +258,7 @@ def page(
         ("Failed", [k for k, v in table.items() if v["status"] in ("failed", "skipped")]),
         (
             "Passed only in part (parts this cluster cannot check)",
-            [k for k, v in table.items() if v["status"] == "passed" and v.get("left_out")],
+            [k for k, v in table.items() if shown_status(v) == "passed_in_part"],
         ),
     ):
         if keys:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from steps.support.approval import COLOURS, STATUS_WORDS, budget_for
+from steps.support.approval import COLOURS, STATUS_WORDS, budget_for, shown_status
 
 STAMP_LENGTH = len("20261126T000000Z")
 
@@ -34,10 +34,7 @@ class Run:
     @property
     def statuses(self) -> dict[str, str]:
         """Each criterion's status; a pass that left parts out is "passed_in_part"."""
-        return {
-            k: "passed_in_part" if v["status"] == "passed" and v.get("left_out") else v["status"]
-            for k, v in self.document.get("requirements", {}).items()
-        }
+        return {k: shown_status(v) for k, v in self.document.get("requirements", {}).items()}
 
     @property
     def figures(self) -> dict[str, Any]:
