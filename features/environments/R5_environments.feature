@@ -30,3 +30,4 @@ Feature: R5 - Isolated dev, staging and production (product owner)
     Given the "staging" and "production" environments are deployed
     When a session is written in staging
     Then it is not visible in production
+    And neither environment's engine can open the other's database, while each opens its own

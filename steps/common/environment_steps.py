@@ -210,6 +210,43 @@ def _(kube: Kube, environment_pair: tuple[Environment, Environment], written_tit
     assert crossed.status == 401, f"production accepted a staging token ({crossed.status})"
 
 
+ENGINE_PYTHON = "/usr/bin/python3.11"  # the engine image's only interpreter
+
+
+@then("neither environment's engine can open the other's database, while each opens its own")
+def _(
+    kube: Kube, environment_pair: tuple[Environment, Environment], record_figure: RecordFigure
+) -> None:
+    """Acting as the engine itself (its own pod, its own network identity): a bug or a
+    stolen pod in one environment cannot even reach the other's data. Opening its own
+    database in the same probe is the control that the probe can connect at all."""
+    probe = (workloads.ASSETS / "tcp_reach.py").read_text()
+    for here, there in (environment_pair, environment_pair[::-1]):
+        pod = serving_pods(kube, here, "engine-api")[0].metadata.name
+        plan = {
+            "control": {"host": "engine-postgres", "port": 5432},
+            "targets": [
+                {
+                    "name": f"{there.name}'s engine-postgres",
+                    "host": f"engine-postgres.{there.namespace}.svc",
+                    "port": 5432,
+                }
+            ],
+        }
+        code, output = kube.exec(
+            here.namespace,
+            pod,
+            [ENGINE_PYTHON, "-c", probe, json.dumps(plan)],
+            container="engine-api",
+            timeout=120,
+        )
+        assert code == 0, f"{here.name}'s engine-api never opened its own database: {output}"
+        (result,) = json.loads(output.strip().splitlines()[-1])["results"]
+        assert result["resolved"], f"{result['name']} did not resolve: {result['error']}"
+        assert not result["connected"], f"{here.name}'s engine-api opened {result['name']}"
+        record_figure(f"{here.name}_engine_to_{there.name}_database", result["error"])
+
+
 LIVE_KINDS = {
     "Deployment": "spec",
     "Rollout": "spec",

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 import logging
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from kubernetes.client.rest import ApiException
 from pytest_bdd import given, parsers, then, when
 
 from deployer.actions import capacity
+from deployer.errors import ClusterError
 from deployer.lower.prometheus import NAMESPACE, Prometheus
 from deployer.lower.waiting import WaitTimeout, wait_until
 from deployer.settings import Paths
@@ -256,8 +259,9 @@ def _(
 
 def start_reader(
     kube: Kube, environment: Environment, image: str, rate: int, request: pytest.FixtureRequest
-) -> None:
-    """A bounded client reading sessions ``rate`` times a second (errors and latency need it)."""
+) -> str:
+    """A bounded client reading sessions ``rate`` times a second (errors and latency need
+    it); returns its pod's name."""
     name = f"reader-{uuid.uuid4().hex[:6]}"
     namespace = environment.client_namespace
     kube.create(
@@ -278,6 +282,44 @@ def start_reader(
         lambda: kube.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
     )
     kube.wait_pods_ready(namespace, [name], timeout=60)
+    return name
+
+
+def what_the_environment_saw(
+    kube: Kube, prometheus: Prometheus, readers: dict[str, str], episode: Episode
+) -> str:
+    """Why an alert may not have come: what the environment's reader got since the fault,
+    and what Prometheus holds for its namespace (a failed wait names its cause)."""
+    environment = episode.environment
+    try:
+        log_text = kube.logs(environment.client_namespace, readers[environment.name])
+        answers = [json.loads(line) for line in log_text.splitlines() if '"seq"' in line]
+        recent = [a for a in answers if a["t"] >= episode.injected_at]
+        failures = Counter(a["detail"][:80] for a in recent if not a["ok"])
+        slow = sum(a["ms"] > 1000 for a in recent)
+        reader = (
+            f"{len(recent)} reads since the fault, {failures.total()} failed "
+            f"{dict(failures.most_common(2))}, {slow} over 1 s"
+        )
+    except (ApiException, KeyError, ValueError) as error:
+        reader = f"log unreadable ({error})"
+    namespace = f'namespace="{environment.namespace}"'
+    api = f'{namespace}, job="engine-api"'
+    queries = {
+        "p99_1m": f"engine:request_duration_seconds:p99_1m{{{namespace}}}",
+        "rps_by_status": f"sum by (status) (rate(engine_http_requests_total{{{api}}}[1m]))",
+        "alerts": f"ALERTS{{{namespace}}}",
+    }
+    held: dict[str, Any] = {}
+    for label, expr in queries.items():
+        try:
+            held[label] = [
+                (s.labels.get("status") or s.labels.get("alertname", ""), round(s.value, 3))
+                for s in prometheus.query(expr)
+            ]
+        except ClusterError as error:
+            held[label] = str(error)[:100]
+    return f"{episode.fault.name} in {environment.name}: reader {reader}; Prometheus {held}"
 
 
 FAULTS = {
@@ -339,9 +381,14 @@ def check_notification(note: Notification, alertname: str, severity: str, runboo
 
 
 def await_all(
-    alert_sink: AlertSink, episodes: list[Episode], status: str, timeout: float
+    alert_sink: AlertSink,
+    episodes: list[Episode],
+    status: str,
+    timeout: float,
+    explain: Callable[[Episode], str],
 ) -> dict[tuple[int, str], Notification]:
-    """Poll the receiver until every expected (episode, alert) has a ``status`` notification."""
+    """Poll the receiver until every expected (episode, alert) has a ``status``
+    notification; on a timeout, ``explain`` says what each late episode's environment saw."""
     wanted = {
         (index, name)
         for index, episode in enumerate(episodes)
@@ -376,7 +423,10 @@ def await_all(
         got = sorted(
             {(n.status, n.labels.get("alertname", "")) for n in alert_sink.notifications()}
         )
-        pytest.fail(f"no {status} notification within {timeout:.0f}s for {missing}; got {got}")
+        seen = "; ".join(explain(episodes[i]) for i in sorted({i for i, _ in wanted - set(found)}))
+        pytest.fail(
+            f"no {status} notification within {timeout:.0f}s for {missing}; got {got}; {seen}"
+        )
     return found
 
 
@@ -393,6 +443,7 @@ def _(
     cluster_provider: ClusterProvider,
     toolbox_image: str,
     alert_sink: AlertSink,
+    prometheus: Prometheus,
     paths: Paths,
     rate: int,
     datatable: list[list[str]],
@@ -408,8 +459,11 @@ def _(
     )
     runbooks = (paths.repo / "docs" / "runbooks.md").read_text().lower()
     involved = {row["environment"]: environments.ensure(row["environment"]) for row in table}
-    for environment in involved.values():
-        start_reader(kube, environment, toolbox_image, rate, request)
+    readers = {
+        name: start_reader(kube, environment, toolbox_image, rate, request)
+        for name, environment in involved.items()
+    }
+    explain = functools.partial(what_the_environment_saw, kube, prometheus, readers)
     phases: list[list[Episode]] = []
     for phase in sorted({row["phase"] for row in table}):
         episodes = []
@@ -432,7 +486,7 @@ def _(
             episode.fault.inject()
             request.addfinalizer(functools.partial(undo_unless_removed, episode))
             log.info("   phase %s: %s in %s", phase, episode.fault.name, episode.environment.name)
-        fired = await_all(alert_sink, episodes, "firing", timeout=150)
+        fired = await_all(alert_sink, episodes, "firing", 150, explain)
         log.info("   phase %s: every alert received; removing the faults", phase)
         for (index, name), note in fired.items():
             episode = episodes[index]
@@ -448,7 +502,7 @@ def _(
             episode.removed_at = time.time()
         with ThreadPoolExecutor(max_workers=len(episodes)) as pool:
             list(pool.map(lambda e: e.fault.remove(), episodes))
-        resolved = await_all(alert_sink, episodes, "resolved", timeout=180)
+        resolved = await_all(alert_sink, episodes, "resolved", 180, explain)
         log.info("   phase %s: every alert resolved", phase)
         for (index, name), note in resolved.items():
             episode = episodes[index]

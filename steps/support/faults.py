@@ -17,7 +17,7 @@ from typing import Any
 from deployer.lower import rollouts
 from deployer.lower.kube import pod_exec
 from deployer.lower.waiting import wait_until
-from steps.support.environments import Environment, api_call
+from steps.support.environments import Environment, api_call, client_admitted
 from steps.support.kube import Kube, is_ready
 from steps.support.provider import ClusterProvider
 
@@ -215,6 +215,9 @@ def scaled_away(kube: Kube, environment: Environment, kind: str, name: str) -> F
     def remove() -> None:
         patches[kind](before["replicas"])
         wait_workloads_ready(kube, environment)
+        # New engine-api pods are Ready before every node's policy engine lets the
+        # environment's clients in: until then the next fault's reads would be refused.
+        client_admitted(kube, environment)
 
     return Fault(f"{name} scaled to zero", inject, remove, {"namespace": namespace})
 
@@ -296,15 +299,19 @@ def table_locked(kube: Kube, environment: Environment) -> Fault:
         holder["thread"].start()
 
         def locking() -> bool:
+            """The session holds the lock (not merely connected: it could fail after)."""
             out = psql(
                 kube,
                 environment,
-                f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{LOCKER}'",
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                f"WHERE a.application_name = '{LOCKER}' AND l.database = a.datid "
+                "AND l.relation = 'sessions'::regclass "
+                "AND l.mode = 'AccessExclusiveLock' AND l.granted",
                 database,
             )
             return out.strip() == "1"
 
-        wait_until(locking, timeout=30, interval=1, describe="the locking session")
+        wait_until(locking, timeout=30, interval=0.5, describe="the sessions table locked")
 
     def remove() -> None:
         psql(
