@@ -481,6 +481,11 @@ def _(
                 )
             )
         phases.append(episodes)
+        stale = [line for episode in episodes for line in already_firing(prometheus, episode)]
+        assert not stale, (
+            f"firing before their fault, so no new notification would come (Alertmanager "
+            f"repeats one after an hour; a run on this cluster less than an hour ago?): {stale}"
+        )
         for episode in episodes:
             episode.injected_at = time.time()
             episode.fault.inject()
@@ -511,6 +516,16 @@ def _(
                 round(note.received_at - episode.removed_at, 1),
             )
     return phases
+
+
+def already_firing(prometheus: Prometheus, episode: Episode) -> list[str]:
+    """The episode's expected alerts that fire already, for the fault's labels."""
+    labels = "".join(f', {key}="{value}"' for key, value in episode.fault.labels.items())
+    return [
+        f"{name} {episode.fault.labels}"
+        for name, _ in episode.alerts
+        if prometheus.query(f'ALERTS{{alertname="{name}", alertstate="firing"{labels}}}')
+    ]
 
 
 def applicable_faults(
