@@ -13,10 +13,21 @@ import yaml
 from kubernetes.client import ApiClient
 
 from deployer.actions import capacity, deploy, monitoring, top
+from deployer.actions.engine_images import EngineImages
+from deployer.errors import ClusterError
 from deployer.lower import certificates
 from deployer.lower import kube as lower_kube
+from deployer.lower.prometheus import Sample
 from deployer.settings import REPO_ROOT
-from steps.common.observability_steps import applicable_faults, duration_seconds
+from steps.common.observability_steps import (
+    Episode,
+    already_firing,
+    applicable_faults,
+    duration_seconds,
+    what_the_environment_saw,
+)
+from steps.support.environments import Environment
+from steps.support.faults import Fault
 from steps.support.monitoring import ENGINE_WORKLOADS, catalogue
 from steps.support.provider import NODE_POWER, ClusterProvider
 
@@ -220,3 +231,68 @@ def test_faults_a_provider_cannot_make_are_named_and_left_out() -> None:
     assert left_out == ["node lost in dev (needs node-power)"]
     with pytest.raises(pytest.skip.Exception, match="not applicable on existing:eks"):
         applicable_faults(table[1:], existing, left_out.append)
+
+
+class FakePrometheus:
+    """Answers by the first fragment found in the query; when ``down``, refuses all."""
+
+    def __init__(self, answers: dict[str, list[Sample]], down: bool = False) -> None:
+        self.answers, self.down = answers, down
+        self.asked: list[str] = []
+
+    def query(self, expr: str) -> list[Sample]:
+        self.asked.append(expr)
+        if self.down:
+            raise ClusterError("Prometheus answered 503")
+        return next((found for part, found in self.answers.items() if part in expr), [])
+
+
+def staging_episode() -> Episode:
+    staging = Environment(
+        "staging", "ce-staging", EngineImages("api", "worker", "pg"), "ce-client", "client", "k"
+    )
+    fault = Fault("sessions table locked", lambda: None, lambda: None, {"namespace": "ce-staging"})
+    return Episode(staging, fault, [("EngineHighLatency", "warning")], [], injected_at=100.0)
+
+
+def test_a_late_alert_is_explained_by_the_readers_answers_and_prometheus() -> None:
+    lines = [
+        '{"admitted_after_s": 0.2}',
+        '{"seq": 0, "t": 99.0, "ok": true, "ms": 12, "detail": "old"}',
+        '{"seq": 1, "t": 101.0, "ok": true, "ms": 1500.0, "detail": "[]"}',
+        '{"seq": 2, "t": 102.0, "ok": false, "ms": 3000.0, "detail": "TimeoutError: timed out"}',
+    ]
+    kube = SimpleNamespace(logs=lambda namespace, pod: "\n".join(lines))
+    prometheus = FakePrometheus(
+        {
+            "p99_1m": [Sample({"namespace": "ce-staging"}, 0.0, 0.025)],
+            "rate(": [Sample({"status": "200"}, 0.0, 5.8)],
+            "ALERTS": [],
+        }
+    )
+    said = what_the_environment_saw(kube, prometheus, {"staging": "reader-1"}, staging_episode())  # type: ignore[arg-type]
+    assert "2 reads since the fault, 1 failed {'TimeoutError: timed out': 1}, 2 over 1 s" in said
+    assert "'p99_1m': [('', 0.025)]" in said and "('200', 5.8)" in said
+    assert all('namespace="ce-staging"' in expr for expr in prometheus.asked)
+
+
+def test_an_explanation_survives_a_prometheus_that_does_not_answer() -> None:
+    kube = SimpleNamespace(logs=lambda namespace, pod: "")
+    said = what_the_environment_saw(
+        kube,
+        FakePrometheus({}, down=True),
+        {"staging": "reader-1"},
+        staging_episode(),  # type: ignore[arg-type]
+    )
+    assert "0 reads since the fault" in said and "Prometheus answered 503" in said
+
+
+def test_an_expected_alert_already_firing_is_named_with_the_faults_labels() -> None:
+    firing = FakePrometheus({"EngineHighLatency": [Sample({}, 0.0, 1.0)]})
+    assert already_firing(firing, staging_episode()) == [
+        "EngineHighLatency {'namespace': 'ce-staging'}"
+    ]
+    assert firing.asked == [
+        'ALERTS{alertname="EngineHighLatency", alertstate="firing", namespace="ce-staging"}'
+    ]
+    assert already_firing(FakePrometheus({}), staging_episode()) == []
