@@ -30,7 +30,7 @@ from deployer.lower.kube import ready_endpoints
 from deployer.settings import Paths
 from steps.support import releases
 from steps.support.kube import Kube
-from steps.support.workloads import assets_configmap
+from steps.support.workloads import CLIENT_DNS, assets_configmap
 
 log = logging.getLogger(__name__)
 
@@ -310,6 +310,7 @@ def client_pod_manifest(image: str) -> dict[str, Any]:
         "metadata": {"name": "client"},
         "spec": {
             "terminationGracePeriodSeconds": 0,
+            "dnsConfig": CLIENT_DNS,
             "containers": [
                 {
                     "name": "client",
