@@ -220,7 +220,7 @@ def _(
     """Acting as the engine itself (its own pod, its own network identity): a bug or a
     stolen pod in one environment cannot even reach the other's data. Opening its own
     database in the same probe is the control that the probe can connect at all."""
-    probe = (workloads.ASSETS / "tcp_reach.py").read_text()
+    probe = workloads.reach_script()
     for here, there in (environment_pair, environment_pair[::-1]):
         pod = serving_pods(kube, here, "engine-api")[0].metadata.name
         plan = {

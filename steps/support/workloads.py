@@ -17,6 +17,12 @@ PROBE_LABEL = "ce.test/role"
 CLIENT_DNS = {"options": [{"name": "ndots", "value": "4"}]}
 
 
+def reach_script() -> str:
+    """assets/tcp_reach.py's source, to run inline where no ConfigMap is mounted (a probe
+    pod in a namespace it probes from, the engine's own container)."""
+    return (ASSETS / "tcp_reach.py").read_text()
+
+
 def assets_configmap(name: str = "probe-assets") -> dict[str, Any]:
     """The probe server and HTTP client scripts, mounted into toolbox pods at /probe."""
     return {
@@ -197,7 +203,7 @@ def reach_probe(
 ) -> dict[str, Any]:
     """A run-once, never-Ready pod that reports which TCP targets it can open
     (assets/tcp_reach.py, inlined: it needs no ConfigMap in the namespace it probes from)."""
-    script = (ASSETS / "tcp_reach.py").read_text()
+    script = reach_script()
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "restartPolicy": "Never",
