@@ -32,7 +32,9 @@ from steps.support.environments import (
     session_titles,
     write_session,
 )
+from steps.support.host_cpu import CpuWindow, settle
 from steps.support.kube import Kube
+from steps.support.provider import ClusterProvider
 from steps.support.report import RecordFigure
 
 log = logging.getLogger(__name__)
@@ -357,6 +359,18 @@ KEPT_UP = 0.95  # an environment answered at least this share of the offered rat
 RATE_RAISE = 1.3
 RATE_LOWER = 0.8
 MAX_RATE_MOVES = 5
+# Production loaded near its own capacity answers slowly too, so a rate that separates the
+# two only there says little (a CI run: 74.9 requests/s against production's 81.4, p99
+# 0.58 x dev's). Such a comparison is made once more, from a new capacity phase; the
+# second one is judged as it comes. Decided on the rate and capacity alone, never on p99.
+PRODUCTION_HEADROOM = 0.85
+COMPARISONS = 2
+# Before the first load, the host (every node of a kind cluster) gets up to a minute to
+# come under this share of its CPU for one window: the deploys and scenarios just before
+# (an environment's first minutes, namespaces being deleted) then weigh on neither side.
+SETTLE_BUSY_BELOW_PCT = 60.0
+SETTLE_WINDOW_S = 5.0
+SETTLE_DEADLINE_S = 60.0
 # Each load runs in its environment's standing client pod (an exec, no pod to create:
 # 28 s a trial became about 19), both starting this long after they are asked to, more on
 # a retry; a side that starts later than the skew voids the pair, which is run again.
@@ -367,9 +381,10 @@ LOAD_SCRIPT = "/probe/http_load.py"
 
 
 def run_paired_load(
-    kube: Kube, pair: tuple[Environment, ...], path: str, rate: float = 0
+    kube: Kube, pair: tuple[Environment, ...], path: str, rate: float = 0, host: bool = False
 ) -> dict[str, dict[str, Any]]:
-    """The same bounded load on each environment of ``pair`` at the same moment."""
+    """The same bounded load on each environment of ``pair`` at the same moment; with
+    ``host`` (the cluster runs on this machine) each result says how busy the host was."""
     late = 0.0
     for attempt in range(1, PAIR_ATTEMPTS + 1):
         start_at = time.time() + START_SLACK_S * attempt
@@ -396,12 +411,16 @@ def run_paired_load(
             result: dict[str, Any] = json.loads(last)
             return result
 
+        window = CpuWindow()
         with ThreadPoolExecutor(len(pair)) as pool:
             results = dict(zip([env.name for env in pair], pool.map(load, pair), strict=True))
+        cpu = window.share()
         late = max(result["start_late_s"] for result in results.values())
         if late <= MAX_START_SKEW_S:
             for result in results.values():
                 result["pair_attempts"] = attempt
+                result["host_busy_pct"] = cpu.busy_pct if host else "n/a"
+                result["host_steal_pct"] = cpu.steal_pct if host else "n/a"
             return results
         log.warning("paired load: a side started %.1f s late; again with more slack", late)
     raise AssertionError(
@@ -414,10 +433,53 @@ def run_paired_load(
     "the same bounded load is sent to both at the same moment from inside the cluster",
     target_fixture="load_results",
 )
-def _(kube: Kube, environment_pair: tuple[Environment, Environment]) -> dict[str, dict[str, Any]]:
-    results: dict[str, dict[str, Any]] = {}
+def _(
+    kube: Kube, environment_pair: tuple[Environment, Environment], cluster_provider: ClusterProvider
+) -> dict[str, dict[str, Any]]:
+    # The host is the whole cluster only for a kind cluster built here.
+    host = cluster_provider.kind_name is not None
+    settled: dict[str, Any] = {"settle_wait_s": "n/a", "host_before": "n/a"}
+    if host:
+        waited, share = settle(SETTLE_BUSY_BELOW_PCT, SETTLE_WINDOW_S, SETTLE_DEADLINE_S)
+        settled = {"settle_wait_s": waited, "host_before": str(share)}
+        log.info("host settled after %.0f s: %s", waited, share)
     restarts_before = {env.name: api_restarts(kube, env) for env in environment_pair}
-    capacity = run_paired_load(kube, environment_pair, "/v1/sessions")
+    inconclusive: list[str] = []
+    for attempt in range(1, COMPARISONS + 1):
+        results = compare(kube, environment_pair, host)
+        rate = results["rate_moves"]["rate"]
+        production_capacity = results["production_capacity"]["rps"]
+        if rate <= PRODUCTION_HEADROOM * production_capacity or attempt == COMPARISONS:
+            break
+        # Decided before any p99 is looked at: only the rate and production's capacity.
+        inconclusive.append(f"{rate}/s against production's {production_capacity}/s")
+        log.warning(
+            "the rate that separates them, %s requests/s, leaves production under %d %% "
+            "headroom (capacity %s/s): comparing once more from capacity",
+            rate,
+            round(100 * (1 - PRODUCTION_HEADROOM)),
+            production_capacity,
+        )
+    for env in environment_pair:
+        restarts = api_restarts(kube, env) - restarts_before[env.name]
+        for trial in range(1, LATENCY_TRIALS + 1):
+            results[f"{env.name}_latency_{trial}"]["api_restarts"] = restarts
+    results["comparison"] = {
+        **settled,
+        "comparisons": attempt,
+        "inconclusive": "; ".join(inconclusive) or "none",
+        "placement": placement(kube, environment_pair),
+    }
+    return results
+
+
+def compare(
+    kube: Kube, environment_pair: tuple[Environment, Environment], host: bool
+) -> dict[str, dict[str, Any]]:
+    """One comparison: paired capacity, then paired latency trials at a rate that dev
+    cannot carry and production can (see RateBracket)."""
+    results: dict[str, dict[str, Any]] = {}
+    capacity = run_paired_load(kube, environment_pair, "/v1/sessions", host=host)
     for name, result in capacity.items():
         results[f"{name}_capacity"] = result
     rate = round((capacity["dev"]["rps"] + capacity["production"]["rps"]) / 2, 1)
@@ -438,7 +500,7 @@ def _(kube: Kube, environment_pair: tuple[Environment, Environment]) -> dict[str
         verdicts: list[str] = []
         move, moved_to = "", None
         while len(trials) < LATENCY_TRIALS and moved_to is None:
-            latency = run_paired_load(kube, environment_pair, "/v1/sessions", rate)
+            latency = run_paired_load(kube, environment_pair, "/v1/sessions", rate, host)
             trials.append(latency)
             verdicts.append(rate_move(latency["dev"]["rps"], latency["production"]["rps"], rate))
             if len(moves) < MAX_RATE_MOVES:
@@ -449,11 +511,26 @@ def _(kube: Kube, environment_pair: tuple[Environment, Environment]) -> dict[str
         rate = round(moved_to, 1)
         log.info("latency trials again at %s requests/s (%s)", rate, ", ".join(moves))
     for env in environment_pair:
-        restarts = api_restarts(kube, env) - restarts_before[env.name]
         for trial, latency in enumerate(trials, start=1):
-            results[f"{env.name}_latency_{trial}"] = {**latency[env.name], "api_restarts": restarts}
+            results[f"{env.name}_latency_{trial}"] = latency[env.name]
     results["rate_moves"] = {"moves": moves, "rate": rate, "verdicts": verdicts}
     return results
+
+
+def placement(kube: Kube, environment_pair: tuple[Environment, Environment]) -> str:
+    """Which node ran each environment's engine-api, Postgres and client pods: with nodes
+    sharing 2 cores, what shares a node with what weighs on a comparison."""
+    where = []
+    for env in environment_pair:
+        nodes = {
+            app: sorted(pod.spec.node_name for pod in serving_pods(kube, env, app))
+            for app in ("engine-api", "engine-postgres")
+        }
+        client_ns, client_pod = env.client
+        nodes["client"] = [kube.core.read_namespaced_pod(client_pod, client_ns).spec.node_name]
+        on = ", ".join(f"{app} {' '.join(names)}" for app, names in nodes.items())
+        where.append(f"{env.name}: {on}")
+    return "; ".join(where)
 
 
 @dataclass
@@ -527,6 +604,8 @@ def _(
     load_results: dict[str, dict[str, Any]], at_least: float, record_figure: RecordFigure
 ) -> None:
     moved = load_results.pop("rate_moves")
+    for key, value in load_results.pop("comparison").items():
+        record_figure(key, value)
     record_figure("latency_rate_moves", " ".join(moved["moves"]) or "none")
     # Per judged trial: "" separated the two, "up" dev kept up, "down" production did not.
     record_figure("latency_trial_verdicts", " ".join(v or "separated" for v in moved["verdicts"]))
@@ -540,6 +619,8 @@ def _(
             "admitted_after_s",
             "start_late_s",
             "pair_attempts",
+            "host_busy_pct",
+            "host_steal_pct",
         ):
             record_figure(f"{phase}_{key}", result[key])
     record_figure("latency_phase_rate_rps", moved["rate"])
@@ -570,5 +651,19 @@ def _(
     # production less: measured 0.22-0.25 x dev's p99 when production is tuned, 0.79 x
     # with production sized like dev but logging less (so "lower" alone would pass that).
     assert p99["production"] <= P99_RATIO_AT_MOST * p99["dev"], (
-        f"production's median p99 is not under {P99_RATIO_AT_MOST} x dev's: {p99} ms"
+        f"production's median p99 is not under {P99_RATIO_AT_MOST} x dev's: {p99} ms "
+        f"at {moved['rate']} requests/s; trials: {trial_table(load_results)}"
     )
+
+
+def trial_table(load_results: dict[str, dict[str, Any]]) -> str:
+    """Each phase's requests/s, p99 and host CPU, for a failure to say what the machine did."""
+    rows = []
+    for phase in ["capacity", *(f"latency_{t}" for t in range(1, LATENCY_TRIALS + 1))]:
+        dev, production = load_results[f"dev_{phase}"], load_results[f"production_{phase}"]
+        rows.append(
+            f"{phase}: dev {dev['rps']}/s p99 {dev['p99_ms']} ms, production "
+            f"{production['rps']}/s p99 {production['p99_ms']} ms, host busy "
+            f"{dev['host_busy_pct']} % steal {dev['host_steal_pct']} %"
+        )
+    return "; ".join(rows)
