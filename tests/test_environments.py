@@ -116,6 +116,15 @@ def test_no_rate_is_left_when_dev_carries_what_production_does_not() -> None:
     assert bracket.move(120.0, "up") is None
 
 
+def test_under_a_ceiling_the_rate_rises_halfway_to_it_and_stops_short_of_it() -> None:
+    # The CI run that failed: dev 33.8 and production 81.4 requests/s flat out.
+    ceiling = 0.85 * 81.4
+    bracket = RateBracket(missed_by_production=ceiling)
+    raised = bracket.move(57.6, "up")
+    assert raised == pytest.approx((57.6 * ceiling) ** 0.5) and raised < ceiling
+    assert bracket.move(0.96 * ceiling, "up") is None  # dev keeps up within 5 % of it
+
+
 def test_one_noisy_trial_does_not_move_the_rate_most_trials_do() -> None:
     bracket = RateBracket()
     assert bracket.settle(115.4, ["up"]) == ("", None)  # the CI run moved here, and 4 more
