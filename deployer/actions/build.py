@@ -30,6 +30,7 @@ from deployer.settings import Paths, Versions, load_versions
 log = logging.getLogger(__name__)
 
 NODE_IMAGE_REPOSITORY = "ce.local/kind-node"
+KEPT_NODE_IMAGES = 2
 PRELOAD_CONTAINER = "ce-node-image-preload"
 
 
@@ -290,4 +291,18 @@ def _node_image(
     finally:
         docker.remove_container(PRELOAD_CONTAINER)
     report.rebuilt.append(ref)
+    forget_older_node_images(paths, docker)
     return ref
+
+
+def forget_older_node_images(paths: Paths, docker: DockerClient) -> None:
+    """Each change to the node's files makes a new 1.8-GB node image and a 1.2-GB archive
+    of its preloads; kept, they filled 20 GB of this machine in two days. The archive is
+    inside the image once it is built; of the images, the newest two stay (a negative
+    control builds its own, and the main one is not built again after it)."""
+    for archive in (paths.cache / "images").glob("cluster-images-*.tar"):
+        log.info("   removed %s (inside its node image now)", archive.name)
+        archive.unlink()
+    for repository in (NODE_IMAGE_REPOSITORY, f"{NODE_IMAGE_REPOSITORY}-stage"):
+        for old in docker.remove_all_but_newest(repository, KEPT_NODE_IMAGES):
+            log.info("   removed old image %s", old)

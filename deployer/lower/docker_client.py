@@ -232,14 +232,28 @@ class DockerClient:
         for image in self._client.images.list(name=repository):
             if RELEASE_LABEL in (image.labels or {}):
                 continue  # the pipeline's releases stay: an environment may run them
-            for tag in image.tags:
-                if tag != keep:
-                    try:
-                        self._client.images.remove(tag, noprune=False)
-                    except docker.errors.APIError as error:
-                        log.debug("kept %s: %s", tag, error)
-                        continue
-                    removed.append(tag)
+            removed += self._untag(tag for tag in image.tags if tag != keep)
+        return removed
+
+    def remove_all_but_newest(self, repository: str, keep: int) -> list[str]:
+        """Untag all but the ``keep`` newest images of ``repository`` (an image a container
+        still uses stays); return what went."""
+        images = sorted(
+            self._client.images.list(name=repository),
+            key=lambda image: str(image.attrs.get("Created", "")),
+            reverse=True,
+        )
+        return self._untag(tag for image in images[keep:] for tag in image.tags)
+
+    def _untag(self, tags: Iterable[str]) -> list[str]:
+        removed = []
+        for tag in tags:
+            try:
+                self._client.images.remove(tag, noprune=False)
+            except docker.errors.APIError as error:
+                log.debug("kept %s: %s", tag, error)
+                continue
+            removed.append(tag)
         return removed
 
     def power(self, name: str, on: bool) -> None:
