@@ -135,3 +135,10 @@ def test_a_run_of_one_control_updates_that_control_only(tmp_path: Path) -> None:
         ("a", "detected"),
         ("b", "detected"),
     ]
+
+
+def test_a_figure_too_long_for_a_file_name_is_a_figure_not_a_crash(tmp_path: Path) -> None:
+    """R5.3's pod placement is a long sentence; the report once died on stat()ing it."""
+    (tmp_path / "etcd-raw.txt").write_text("k8s:enc:aescbc:v1:key1")
+    figures = {"placement": "dev: engine-api ce-acceptance-worker2; " * 20, "raw": "etcd-raw.txt"}
+    assert approval.evidence_files(figures, tmp_path) == ["etcd-raw.txt"]

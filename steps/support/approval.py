@@ -98,12 +98,19 @@ def _shown(value: Any) -> str:
     return str(value)[:400]
 
 
+# Longer is no file name (a figure that is a sentence once made stat() raise ENAMETOOLONG).
+MAX_FILE_NAME = 255
+
+
 def evidence_files(figures: dict[str, Any], evidence: Path) -> list[str]:
     """Figures whose value names a file the scenario kept under evidence/."""
     return [
         value
         for value in figures.values()
-        if isinstance(value, str) and value and "/" not in value and (evidence / value).is_file()
+        if isinstance(value, str)
+        and 0 < len(value.encode()) <= MAX_FILE_NAME
+        and "/" not in value
+        and (evidence / value).is_file()
     ]
 
 
