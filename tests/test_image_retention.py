@@ -67,6 +67,8 @@ def test_a_node_image_build_forgets_the_archives_and_older_images(tmp_path: Path
     client, fake = fake_docker(
         [image(r, k, f"2026-11-2{n}T00:00:00Z") for r in (repo, stage) for n, k in enumerate("xyz")]
     )
-    build.forget_older_node_images(paths, client)
+    build.forget_older_node_images(paths, client, {f"{repo}:x", f"{stage}:x"})
     assert not list((tmp_path / "images").iterdir())
+    assert fake.removed == []  # x is the one in use here, y and z the newest
+    build.forget_older_node_images(paths, client, {f"{repo}:z", f"{stage}:z"})
     assert fake.removed == [f"{repo}:x", f"{stage}:x"]

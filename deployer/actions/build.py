@@ -208,10 +208,11 @@ def _node_image(
         trees=[paths.node_image_files],
     )
     ref = f"{NODE_IMAGE_REPOSITORY}:{versions.kubernetes}-{key}"
+    stage_ref = f"{NODE_IMAGE_REPOSITORY}-stage:{key}"
     if docker.image_exists(ref):
         log.info("   %s: cached", ref)
+        forget_older_node_images(paths, docker, {ref, stage_ref})
         return ref
-    stage_ref = f"{NODE_IMAGE_REPOSITORY}-stage:{key}"
     context = BuildContext(dockerfile)
     context.add("files", paths.node_image_files)
     for binary in ("kubeadm", "kubelet", "kubectl"):
@@ -291,18 +292,19 @@ def _node_image(
     finally:
         docker.remove_container(PRELOAD_CONTAINER)
     report.rebuilt.append(ref)
-    forget_older_node_images(paths, docker)
+    forget_older_node_images(paths, docker, {ref, stage_ref})
     return ref
 
 
-def forget_older_node_images(paths: Paths, docker: DockerClient) -> None:
+def forget_older_node_images(paths: Paths, docker: DockerClient, current: set[str]) -> None:
     """Each change to the node's files makes a new 1.8-GB node image and a 1.2-GB archive
     of its preloads; kept, they filled 20 GB of this machine in two days. The archive is
-    inside the image once it is built; of the images, the newest two stay (a negative
-    control builds its own, and the main one is not built again after it)."""
+    inside the image once it is built; of the images, the ``current`` ones and the newest
+    two stay (a negative control builds its own, and the main one is not built again
+    after it)."""
     for archive in (paths.cache / "images").glob("cluster-images-*.tar"):
         log.info("   removed %s (inside its node image now)", archive.name)
         archive.unlink()
     for repository in (NODE_IMAGE_REPOSITORY, f"{NODE_IMAGE_REPOSITORY}-stage"):
-        for old in docker.remove_all_but_newest(repository, KEPT_NODE_IMAGES):
+        for old in docker.remove_all_but_newest(repository, KEPT_NODE_IMAGES, current):
             log.info("   removed old image %s", old)

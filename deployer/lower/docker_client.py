@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import tarfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,15 +235,19 @@ class DockerClient:
             removed += self._untag(tag for tag in image.tags if tag != keep)
         return removed
 
-    def remove_all_but_newest(self, repository: str, keep: int) -> list[str]:
-        """Untag all but the ``keep`` newest images of ``repository`` (an image a container
-        still uses stays); return what went."""
+    def remove_all_but_newest(
+        self, repository: str, keep: int, keep_tags: Collection[str] = ()
+    ) -> list[str]:
+        """Untag all but the ``keep`` newest images of ``repository`` and ``keep_tags`` (an
+        image a container still uses stays too); return what went."""
         images = sorted(
             self._client.images.list(name=repository),
             key=lambda image: str(image.attrs.get("Created", "")),
             reverse=True,
         )
-        return self._untag(tag for image in images[keep:] for tag in image.tags)
+        return self._untag(
+            tag for image in images[keep:] for tag in image.tags if tag not in keep_tags
+        )
 
     def _untag(self, tags: Iterable[str]) -> list[str]:
         removed = []
