@@ -298,7 +298,7 @@ def _node_image(
 
 def forget_older_node_images(paths: Paths, docker: DockerClient, current: set[str]) -> None:
     """Each change to the node's files makes a new 1.8-GB node image and a 1.2-GB archive
-    of its preloads; kept, they filled 20 GB of this machine in two days. The archive is
+    of its preloads; kept, they took 15 GB of this machine in two days. The archive is
     inside the image once it is built; of the images, the ``current`` ones and the newest
     two stay (a negative control builds its own, and the main one is not built again
     after it)."""

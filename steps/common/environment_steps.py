@@ -351,6 +351,7 @@ def _(
 # flat out there, 105-125 at the geometric mean, 126 requests/s: not saturated).
 LOAD = {"CONCURRENCY": "8", "DURATION": "15", "MAX_REQUESTS": "60000"}
 LATENCY_TRIALS = 3
+PHASES = ["capacity", *(f"latency_{trial}" for trial in range(1, LATENCY_TRIALS + 1))]
 MOST_TRIALS = LATENCY_TRIALS // 2 + 1  # the median trial is one of any majority
 MAX_ERROR_RATIO = 0.01
 # A margin, not "lower": two equal environments, paired, differ by chance.
@@ -630,10 +631,11 @@ def _(
             "admitted_after_s",
             "start_late_s",
             "pair_attempts",
-            "host_busy_pct",
-            "host_steal_pct",
         ):
             record_figure(f"{phase}_{key}", result[key])
+    for phase in PHASES:  # one host for the pair: its shares are the same on both sides
+        for key in ("host_busy_pct", "host_steal_pct"):
+            record_figure(f"{phase}_{key}", load_results[f"dev_{phase}"][key])
     record_figure("latency_phase_rate_rps", moved["rate"])
     last = f"latency_{LATENCY_TRIALS}"
     for env in ("dev", "production"):
@@ -670,7 +672,7 @@ def _(
 def trial_table(load_results: dict[str, dict[str, Any]]) -> str:
     """Each phase's requests/s, p99 and host CPU, for a failure to say what the machine did."""
     rows = []
-    for phase in ["capacity", *(f"latency_{t}" for t in range(1, LATENCY_TRIALS + 1))]:
+    for phase in PHASES:
         dev, production = load_results[f"dev_{phase}"], load_results[f"production_{phase}"]
         rows.append(
             f"{phase}: dev {dev['rps']}/s p99 {dev['p99_ms']} ms, production "
