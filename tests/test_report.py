@@ -1,5 +1,6 @@
 """The requirement coverage in the report: worst status wins, nothing unproven shows as passed."""
 
+import os
 from pathlib import Path
 
 from steps.support.report import (
@@ -8,6 +9,7 @@ from steps.support.report import (
     ScenarioResult,
     classify_skip,
     coverage,
+    host_cpu_use,
 )
 
 
@@ -71,3 +73,14 @@ def test_what_a_passing_scenario_left_out_stays_with_its_criterion() -> None:
     assert table["R3.2"]["status"] == "passed"
     assert table["R3.2"]["left_out"] == ["node lost in dev (needs node-power)"]
     assert table["R3.1"]["left_out"] == []  # a failure is a failure, whatever it left out
+
+
+def test_host_cpu_is_weighted_by_each_scenarios_time() -> None:
+    busy = ScenarioResult("a", "a", ["R1.4"], duration_s=300, host_busy_pct=90.0)
+    waiting = ScenarioResult("b", "b", ["R4.2"], duration_s=100, host_busy_pct=10.0)
+    unmeasured = ScenarioResult("c", "c", ["R4.3"], duration_s=50)
+    use = host_cpu_use([busy, waiting, unmeasured])
+    assert use["scenario_seconds"] == 400
+    assert use["host_busy_pct"] == 70.0
+    assert use["idle_core_seconds"] == round(400 * (os.cpu_count() or 1) * 0.3, 1)
+    assert host_cpu_use([unmeasured]) == {}

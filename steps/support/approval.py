@@ -150,7 +150,12 @@ def criterion_section(
         title = scenario.get("title") or scenario["name"]
         line = (
             f"<li>{html.escape(title)}: <b style='color:{COLOURS[scenario['status']]}'>"
-            f"{STATUS_WORDS[scenario['status']]}</b> ({scenario.get('duration_s', 0):.0f} s)"
+            f"{STATUS_WORDS[scenario['status']]}</b> ({scenario.get('duration_s', 0):.0f} s"
+            + (
+                f", host CPU {scenario['host_busy_pct']:.0f} % busy)"
+                if scenario.get("host_busy_pct") is not None
+                else ")"
+            )
         )
         if scenario["status"] != "passed" and scenario.get("reason"):
             line += f"<br>Reason: {html.escape(scenario['reason'])}"

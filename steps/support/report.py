@@ -9,6 +9,7 @@ measured; the HTML report shows the same as a 25-row coverage table.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -23,6 +24,7 @@ import pytest
 from deployer.actions import evidence
 from deployer.lower import signing
 from steps.support import approval
+from steps.support.host_cpu import CpuWindow
 
 REQUIREMENT_IDS = [f"R{group}.{item}" for group in range(1, 6) for item in range(1, 6)]
 REQUIREMENT_MARK = re.compile(r"^R[1-5]\.[1-5]$")
@@ -74,6 +76,7 @@ class ScenarioResult:
     reason: str = ""
     detail: str = ""  # the end of a failure's output
     duration_s: float = 0.0
+    host_busy_pct: float | None = None  # the host's CPU over setup, call and teardown
     figures: dict[str, Any] = field(default_factory=dict)
     left_out: list[str] = field(default_factory=list)
 
@@ -165,6 +168,19 @@ def classify_skip(reason: str) -> str:
 
 
 @pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, Any, None]:
+    """How busy the host was during each scenario: with a kind cluster built here the
+    host is every node, so this says which scenarios had the CPU to themselves and which
+    left it idle (waiting on a controller's clock), i.e. what parallel scenarios could
+    gain on this machine."""
+    window = CpuWindow()
+    yield
+    state = _state(item.config)
+    if state is not None and item.nodeid in state.results:
+        state.results[item.nodeid].host_busy_pct = window.share().busy_pct
+
+
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, Any, None]:
@@ -227,6 +243,7 @@ def scenario_entry(result: ScenarioResult) -> dict[str, Any]:
         "reason": result.reason,
         "detail": result.detail,
         "duration_s": round(result.duration_s, 2),
+        "host_busy_pct": result.host_busy_pct,
         "figures": result.figures,
         "left_out": result.left_out,
     }
@@ -253,6 +270,22 @@ def coverage(state: ReportState) -> dict[str, dict[str, Any]]:
     return table
 
 
+def host_cpu_use(results: list[ScenarioResult]) -> dict[str, float]:
+    """The host's CPU over the scenarios, weighted by their time: the busy share, and the
+    idle core-seconds, which is the most a second lane of scenarios could use."""
+    measured = [r for r in results if r.host_busy_pct is not None and r.duration_s > 0]
+    seconds = sum(r.duration_s for r in measured)
+    if not seconds:
+        return {}
+    busy = sum(r.duration_s * (r.host_busy_pct or 0.0) for r in measured) / seconds
+    cores = os.cpu_count() or 1
+    return {
+        "scenario_seconds": round(seconds, 1),
+        "host_busy_pct": round(busy, 1),
+        "idle_core_seconds": round(seconds * cores * (100 - busy) / 100, 1),
+    }
+
+
 def run_document(state: ReportState, root: Path, exitstatus: int) -> dict[str, Any]:
     """requirements.json's content: the coverage table, the session facts, the budgets."""
     table = coverage(state)
@@ -269,6 +302,7 @@ def run_document(state: ReportState, root: Path, exitstatus: int) -> dict[str, A
         "pytest_exit_status": int(exitstatus),
         "summary": summary,
         "session": state.session,
+        "host_cpu_during_scenarios": host_cpu_use(list(state.results.values())),
         "budgets": load_budgets(root),
         "requirements": table,
         "other_scenarios": [
