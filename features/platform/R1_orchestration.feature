@@ -18,6 +18,9 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
 
   @R1.2 @resilience
   Scenario: Load makes Kubernetes scale the API and the worker out, and back in when it ends, every job done once
+    The jobs start at 2 a second; while engine-worker has not scaled out and its
+    autoscaler reads its CPU under target, the rate doubles every 45 s (up to 16):
+    on a faster machine 2 jobs a second may call for no more workers.
     Given a running cluster
     And the "production" environment is deployed
     When requests and CPU-heavy jobs keep arriving

@@ -1,5 +1,6 @@
 """Job submitter run inside a pod: POST a CPU-heavy job to URL RATE times a second for
-DURATION seconds or until the file STOP_FILE exists (the suite creates it). Each job
+DURATION seconds or until the file STOP_FILE exists (the suite creates it). The suite
+may raise the rate meanwhile by writing a number to RATE_FILE. Each job
 carries the request ID <RUN>-<sequence>, so its log lines can be found. Then every
 accepted job is awaited until done; one JSON summary line (submitted, errors, the ids
 of the jobs never done)."""
@@ -20,6 +21,7 @@ DURATION = float(os.environ.get("DURATION", "120"))
 ITERATIONS = int(os.environ.get("ITERATIONS", "150000"))
 RUN = os.environ.get("RUN", "load")
 STOP_FILE = os.environ.get("STOP_FILE", "/tmp/stop")
+RATE_FILE = os.environ.get("RATE_FILE", "/tmp/rate")
 DONE_WITHIN = float(os.environ.get("DONE_WITHIN", "240"))
 
 
@@ -66,18 +68,29 @@ def await_done(job_ids: list[int]) -> list[int]:
     return sorted(pending)
 
 
+def current_rate(rate: float) -> float:
+    """The rate the suite last wrote to RATE_FILE, else the one in use."""
+    try:
+        with open(RATE_FILE) as written:
+            return float(written.read().strip()) or rate
+    except (OSError, ValueError):
+        return rate
+
+
 def main() -> None:
     # A GET: 405 is an answer, nothing is queued.
     admitted_after = wait_admitted(URL, TOKEN, os.environ.get("ADMIT", ""))
     started = time.monotonic()
     accepted: list[int] = []
     errors = dict[str, int]()
-    sequence = 0
+    sequence, rate, due = 0, RATE, started
     while time.monotonic() - started < DURATION and not os.path.exists(STOP_FILE):
-        due = started + sequence / RATE
         time.sleep(max(0.0, due - time.monotonic()))
         failure, job_id = submit(sequence)
         sequence += 1
+        rate = current_rate(rate)
+        # Behind schedule (slow answers), catch up by at most a second's worth of jobs.
+        due = max(due + 1 / rate, time.monotonic() - 1.0)
         if failure:
             errors[failure] = errors.get(failure, 0) + 1
         elif job_id is not None:
@@ -91,6 +104,7 @@ def main() -> None:
         "job_ids": accepted,
         "never_done": never_done,
         "submitting_s": round(submitting_s, 1),
+        "last_rate": rate,
         "admitted_after_s": round(admitted_after, 1),
     }
     print(json.dumps(summary), flush=True)
