@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deployer.lower.waiting import wait_until
+from kubernetes.client.rest import ApiException
+
+from deployer.lower.waiting import WaitTimeout, wait_until
 from steps.support import workloads
 from steps.support.environments import Environment, api_addresses
 from steps.support.kube import Kube
@@ -119,13 +121,34 @@ def start(
     kube.create(environment.client_namespace, pod)
     log_to = log_dir / f"{environment.name}-{name}-requests.jsonl" if log_dir else None
     clients = EngineClients(environment.client_namespace, name, log_to=log_to)
-    wait_until(
-        lambda: any(r["ok"] for r in clients.requests(kube)),
-        timeout=120,
-        interval=1,
-        describe="the clients' first acknowledged request",
-    )
+    try:
+        wait_until(
+            lambda: any(r["ok"] for r in clients.requests(kube)),
+            timeout=120,
+            interval=1,
+            describe="the clients' first acknowledged request",
+        )
+    except WaitTimeout as error:
+        raise AssertionError(f"{error}; {not_answered(kube, clients)}") from None
     return clients
+
+
+def not_answered(kube: Kube, clients: EngineClients) -> str:
+    """Why clients got no answer: their pod's phase and its last log lines (what they
+    sent and how it failed, or why the pod never ran)."""
+    pod = kube.core.read_namespaced_pod(clients.pod, clients.namespace)
+    waiting = [
+        f"{c.name}: {c.state.waiting.reason}"
+        for c in pod.status.container_statuses or []
+        if c.state and c.state.waiting
+    ]
+    try:
+        last = kube.logs(clients.namespace, clients.pod).strip().splitlines()[-5:]
+    except ApiException as error:
+        last = [f"no log: {error.reason}"]
+    return f"pod {clients.pod} {pod.status.phase} {waiting or ''} on {pod.spec.node_name}: " + (
+        " | ".join(last) or "no log line"
+    )
 
 
 def clock(moment: float) -> str:
