@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from deployer.actions import cluster_lease, cluster_security, delivery, monitoring
+from deployer.actions import cluster_lease, cluster_security, delivery, monitoring, pod_network
 from deployer.actions.build import build_all
 from deployer.actions.cluster_security import NODE_PATH, security_dir
 from deployer.actions.deploy import Target, load_images
@@ -163,6 +163,7 @@ def up(paths: Paths, request: ClusterRequest) -> ClusterHandle:
         delivery.install(paths, kubeconfig, built.kubectl)
         preload = pool.submit(_preload, handle, engine_build) if engine_build else None
         wait_for_system_workloads(handle)
+        pod_network.wait_converged(api_client(kubeconfig), docker)
         monitoring.wait_ready(kubeconfig, built.kubectl, monitoring_started)
         delivery.wait_ready(kubeconfig, monitoring_started)
         handle.engine_images = preload.result() if preload else None
