@@ -92,6 +92,7 @@ def comes_up(fake_edges: tuple[Paths, FakeKind], monkeypatch: pytest.MonkeyPatch
     """Every wait succeeds at once; returns the images `load_images` was given."""
     monkeypatch.setattr(cluster, "wait_for_nodes", lambda _handle, expected_nodes: None)
     monkeypatch.setattr(cluster, "wait_for_system_workloads", lambda _handle: None)
+    monkeypatch.setattr(cluster.pod_network, "wait_converged", lambda *_args: None)
     monkeypatch.setattr(cluster.monitoring, "install", lambda *_args: None)
     monkeypatch.setattr(cluster.monitoring, "wait_ready", lambda *_args: None)
     monkeypatch.setattr(cluster.delivery, "install", lambda *_args: None)

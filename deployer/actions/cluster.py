@@ -163,7 +163,7 @@ def up(paths: Paths, request: ClusterRequest) -> ClusterHandle:
         delivery.install(paths, kubeconfig, built.kubectl)
         preload = pool.submit(_preload, handle, engine_build) if engine_build else None
         wait_for_system_workloads(handle)
-        pod_network.wait_converged(api_client(kubeconfig), docker)
+        pod_network.wait_converged(kubeconfig, docker)
         monitoring.wait_ready(kubeconfig, built.kubectl, monitoring_started)
         delivery.wait_ready(kubeconfig, monitoring_started)
         handle.engine_images = preload.result() if preload else None

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 from kubernetes import client
 from kubernetes.client import ApiClient
 
 from deployer.lower.docker_client import DockerClient
+from deployer.lower.kube import api_client
 from deployer.lower.waiting import WaitTimeout, wait_until
 
 log = logging.getLogger(__name__)
@@ -52,9 +54,10 @@ def missing(api: ApiClient, docker: DockerClient) -> dict[str, set[str]]:
     return {node: gap for node, gap in gaps.items() if gap}
 
 
-def wait_converged(api: ApiClient, docker: DockerClient) -> None:
+def wait_converged(kubeconfig: Path, docker: DockerClient) -> None:
     """Wait until every node knows every pod subnet; restart the kube-router of a node
     that does not within CONVERGE_S, then wait again."""
+    api = api_client(kubeconfig)
     gaps: dict[str, set[str]] = {}
 
     def converged() -> bool:
