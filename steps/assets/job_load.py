@@ -104,7 +104,6 @@ def main() -> None:
         "job_ids": accepted,
         "never_done": never_done,
         "submitting_s": round(submitting_s, 1),
-        "last_rate": rate,
         "admitted_after_s": round(admitted_after, 1),
     }
     print(json.dumps(summary), flush=True)
