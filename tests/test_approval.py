@@ -142,3 +142,13 @@ def test_a_figure_too_long_for_a_file_name_is_a_figure_not_a_crash(tmp_path: Pat
     (tmp_path / "etcd-raw.txt").write_text("k8s:enc:aescbc:v1:key1")
     figures = {"placement": "dev: engine-api ce-acceptance-worker2; " * 20, "raw": "etcd-raw.txt"}
     assert approval.evidence_files(figures, tmp_path) == ["etcd-raw.txt"]
+
+
+def test_the_slo_page_is_held_to_its_own_budget_and_cause_alerts_to_30_seconds() -> None:
+    """The burn-rate page cannot fire before 1.44 % of the hour failed (52 s of a total
+    outage, per its promtool test); the cause alerts keep the 30-second budget."""
+    budgets = tomllib.loads((ROOT / "benchmarks" / "budgets.toml").read_text())
+    page = approval.budget_for("dev_EngineAvailabilityBudgetBurn_seconds_to_receiver", budgets)
+    cause = approval.budget_for("dev_EngineErrorRateHigh_seconds_to_receiver", budgets)
+    assert page == ("observability.slo_page_to_receiver_seconds", 82)
+    assert cause == ("observability.fault_to_alert_at_receiver_seconds", 30)

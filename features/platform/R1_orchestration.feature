@@ -88,7 +88,7 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
     Then the rollout completes with every pod on the previous version
     And the engine API says it runs the previous version
     And the previous version works on the migrated schema: it reads what the new one wrote and writes again
-    When the new version and then the previous one are deployed again until 5000 requests were sent during the rollouts
+    When the new version and then the previous one are deployed again while fewer than 5000 requests were sent during the rollouts
     Then none of at least 5000 requests failed during the rollouts
     And every acknowledged write is readable and every accepted job is done, with its result
 

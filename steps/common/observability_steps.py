@@ -487,6 +487,12 @@ def _(
             f"repeats one after an hour; a run on this cluster less than an hour ago?): {stale}"
         )
         for episode in episodes:
+            if any(name.endswith("BudgetBurn") for name, _ in episode.alerts):
+                record_figure(
+                    f"{episode.environment.name}_requests_in_the_hour_before_fault",
+                    requests_in_the_last_hour(prometheus, episode.environment.namespace),
+                )
+        for episode in episodes:
             episode.injected_at = time.time()
             episode.fault.inject()
             request.addfinalizer(functools.partial(undo_unless_removed, episode))
@@ -497,10 +503,14 @@ def _(
             episode = episodes[index]
             severity = dict(episode.alerts)[name]
             check_notification(note, name, severity, runbooks)
+            prefix = f"{episode.environment.name}_{name}"
             record_figure(
-                f"{episode.environment.name}_{name}_seconds_to_receiver",
-                round(note.received_at - episode.injected_at, 1),
+                f"{prefix}_seconds_to_receiver", round(note.received_at - episode.injected_at, 1)
             )
+            if note.starts_at is not None:  # the rule's detection, apart from the delivery
+                record_figure(
+                    f"{prefix}_seconds_to_firing", round(note.starts_at - episode.injected_at, 1)
+                )
         # The clock of a repair starts when it begins: a node's exporter answers again
         # (and NodeDown resolves) before the node's pods are all Ready.
         for episode in episodes:
@@ -516,6 +526,16 @@ def _(
                 round(note.received_at - episode.removed_at, 1),
             )
     return phases
+
+
+def requests_in_the_last_hour(prometheus: Prometheus, namespace: str) -> int:
+    """The API requests a burn-rate page weighs a fault's errors against: it fires once
+    1.44 % of the last hour's requests failed, so a busy hour before the fault delays it."""
+    samples = prometheus.query(
+        f'sum(increase(engine_http_requests_total{{job="engine-api", namespace="{namespace}", '
+        f'route!~"/healthz|/readyz|/metrics"}}[1h]))'
+    )
+    return round(samples[0].value) if samples else 0
 
 
 def already_firing(prometheus: Prometheus, episode: Episode) -> list[str]:

@@ -91,8 +91,8 @@ def _(environments: Environments, environment: Environment, rollouts: list[Rollo
 
 @when(
     parsers.parse(
-        "the new version and then the previous one are deployed again until {count:d} "
-        "requests were sent during the rollouts"
+        "the new version and then the previous one are deployed again while fewer than "
+        "{count:d} requests were sent during the rollouts"
     )
 )
 def _(

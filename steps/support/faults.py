@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from deployer.actions.pod_network import node_subnets
 from deployer.lower import rollouts
 from deployer.lower.kube import pod_exec
 from deployer.lower.waiting import wait_until
@@ -175,13 +176,13 @@ def unrouted_pod_networks(kube: Kube, provider: ClusterProvider, node: str) -> l
     if code != 0:
         return ["(ip route failed)"]
     routed = {line.split()[0] for line in output.decode().splitlines() if line.strip()}
-    return [
+    return sorted(
         cidr
-        for other in kube.core.list_node().items
-        if other.metadata.name != node
-        for cidr in other.spec.pod_cid_rs or [other.spec.pod_cidr]
-        if cidr and cidr not in routed
-    ]
+        for other, cidrs in node_subnets(kube.api).items()
+        if other != node
+        for cidr in cidrs
+        if cidr not in routed
+    )
 
 
 def scaled_away(kube: Kube, environment: Environment, kind: str, name: str) -> Fault:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ class Notification:
     status: str  # "firing" or "resolved" (per alert)
     labels: dict[str, str]
     annotations: dict[str, str]
+    starts_at: float | None = None  # when Prometheus saw the rule fire (its own clock)
 
     def is_about(self, alertname: str, labels: dict[str, str], status: str, since: float) -> bool:
         """A ``status`` notification of ``alertname`` carrying ``labels``, received at or
@@ -76,10 +78,18 @@ class AlertSink:
                 status=alert.get("status", ""),
                 labels=dict(alert.get("labels", {})),
                 annotations=dict(alert.get("annotations", {})),
+                starts_at=timestamp(alert.get("startsAt")),
             )
             for entry in received
             for alert in entry["payload"].get("alerts", [])
         ]
+
+
+def timestamp(rfc3339: str | None) -> float | None:
+    """Alertmanager's RFC 3339 time (nanoseconds, "Z") as seconds since the epoch."""
+    if not rfc3339:
+        return None
+    return datetime.fromisoformat(rfc3339).timestamp()
 
 
 class LogStore:
