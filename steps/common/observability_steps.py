@@ -278,9 +278,7 @@ def start_reader(
             admit=api_addresses(kube, environment),
         ),
     )
-    request.addfinalizer(
-        lambda: kube.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
-    )
+    request.addfinalizer(lambda: kube.delete_pod(namespace, name))
     kube.wait_pods_ready(namespace, [name], timeout=60)
     return name
 
@@ -464,6 +462,8 @@ def _(
         for name, environment in involved.items()
     }
     explain = functools.partial(what_the_environment_saw, kube, prometheus, readers)
+    start = functools.partial(start_reader, kube, image=toolbox_image, request=request)
+    hour_requests = functools.partial(requests_in_the_last_hour, prometheus)
     phases: list[list[Episode]] = []
     for phase in sorted({row["phase"] for row in table}):
         episodes = []
@@ -486,12 +486,15 @@ def _(
             f"firing before their fault, so no new notification would come (Alertmanager "
             f"repeats one after an hour; a run on this cluster less than an hour ago?): {stale}"
         )
-        for episode in episodes:
-            if any(name.endswith("BudgetBurn") for name, _ in episode.alerts):
-                record_figure(
-                    f"{episode.environment.name}_requests_in_the_hour_before_fault",
-                    requests_in_the_last_hour(prometheus, episode.environment.namespace),
+        extra_readers = [
+            (episode.environment.client_namespace, reader)
+            for episode in episodes
+            if (
+                reader := traffic_like_the_last_hour(
+                    episode, rate, hour_requests, start, record_figure
                 )
+            )
+        ]
         for episode in episodes:
             episode.injected_at = time.time()
             episode.fault.inject()
@@ -517,6 +520,8 @@ def _(
             episode.removed_at = time.time()
         with ThreadPoolExecutor(max_workers=len(episodes)) as pool:
             list(pool.map(lambda e: e.fault.remove(), episodes))
+        for namespace, reader in extra_readers:
+            kube.delete_pod(namespace, reader)
         resolved = await_all(alert_sink, episodes, "resolved", 180, explain)
         log.info("   phase %s: every alert resolved", phase)
         for (index, name), note in resolved.items():
@@ -526,6 +531,35 @@ def _(
                 round(note.received_at - episode.removed_at, 1),
             )
     return phases
+
+
+MAX_OUTAGE_RATE = 40  # requests/s one more reader adds; the hour's average beyond it pages later
+
+
+def traffic_like_the_last_hour(
+    episode: Episode,
+    rate: int,
+    hour_requests: Callable[[str], int],
+    start: Callable[..., str],
+    record_figure: RecordFigure,
+) -> str | None:
+    """A burn-rate page weighs the fault's errors against the last hour's requests. In a
+    real outage the failing traffic is the hour's usual traffic (then the page comes 52 s
+    into a total outage); here earlier scenarios may have sent dev hundreds of requests a
+    second, and 4 failing reads a second would take minutes. So, for an episode expecting
+    a page, one more reader brings the environment's traffic up to the hour's average
+    (at most ``MAX_OUTAGE_RATE`` more); returns that reader's pod, if one was needed."""
+    if not any(name.endswith("BudgetBurn") for name, _ in episode.alerts):
+        return None
+    environment = episode.environment
+    hour = hour_requests(environment.namespace)
+    extra = min(MAX_OUTAGE_RATE, -(-hour // 3600) - rate)
+    record_figure(f"{environment.name}_requests_in_the_hour_before_fault", hour)
+    record_figure(f"{environment.name}_requests_per_second_during_fault", rate + max(extra, 0))
+    if extra <= 0:
+        return None
+    log.info("   %s: %d more reads a second, the last hour's average", environment.name, extra)
+    return start(environment, rate=extra)
 
 
 def requests_in_the_last_hour(prometheus: Prometheus, namespace: str) -> int:

@@ -70,8 +70,13 @@ def _(
 ) -> tuple[EngineImages, list[Episode]]:
     previous = deploy_action.serving_release(environments.kube.api, environment.namespace)
     assert previous is not None
-    episodes = []
+    episodes: list[Episode] = []
     for release, images in bad_releases:
+        if episodes:
+            # Each episode is judged on its own window (its rollback's settle time included):
+            # a run once started the 5xx release inside the crash-loop one's settle window,
+            # and that release's canary errors were counted against the crash loop.
+            time.sleep(max(0.0, episodes[-1].finished + SETTLE_S - time.time()))
         started, rolled, error = time.time(), None, ""
         try:
             deploy_action.deploy(

@@ -149,6 +149,14 @@ class Kube:
             for family in families
         )
 
+    def delete_pod(self, namespace: str, name: str) -> None:
+        """Delete a pod now; one already gone is no error (a finalizer may come second)."""
+        try:
+            self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
     def pod_ready(self, namespace: str, name: str) -> bool:
         try:
             pod = self.core.read_namespaced_pod(name, namespace)
