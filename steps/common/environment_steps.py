@@ -132,7 +132,7 @@ def _(
     try:
         summary = kube.summary_of(dev.namespace, name, timeout=180)
     finally:
-        kube.core.delete_namespaced_pod(name, dev.namespace, grace_period_seconds=0)
+        kube.delete_pod(dev.namespace, name)
     record_figure(f"{workload}_probe_admitted_s", summary["admitted_s"])
     unresolved = [r["name"] for r in summary["results"] if not r["resolved"]]
     assert not unresolved, f"names did not resolve, so isolation is not proven: {unresolved}"

@@ -57,7 +57,7 @@ def _(kube: Kube, toolbox_image: str, record_figure: RecordFigure) -> None:
     try:
         summary = kube.summary_of(NAMESPACE, name, timeout=180)
     finally:
-        kube.core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=0)
+        kube.delete_pod(NAMESPACE, name)
     record_figure("monitoring_ports_probed", len(targets))
     closed = [f"{r['name']} ({r['error']})" for r in summary["results"] if not r["connected"]]
     assert not closed, f"a pod of the monitoring plane could not open {closed}"

@@ -767,9 +767,7 @@ def _(
             admit=api_addresses(kube, environment),
         ),
     )
-    request.addfinalizer(
-        lambda: kube.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
-    )
+    request.addfinalizer(lambda: kube.delete_pod(namespace, name))
     kube.wait_pods_ready(namespace, [name], timeout=60)
     # The burst starts once every engine-api pod's node admits the client, not before.
     kube.wait_log_line(namespace, name, '{"admitted_after_s"', timeout=150)
