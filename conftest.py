@@ -28,7 +28,7 @@ from deployer.actions.engine import ensure_engine
 from deployer.actions.registry import publish
 from deployer.errors import DeployerError
 from deployer.settings import Paths, default_paths
-from steps.support import matrix
+from steps.support import lanes, matrix
 from steps.support.environments import (
     Environments,
     needed_in_order,
@@ -49,6 +49,7 @@ NO_CLUSTER = pytest.StashKey[str]()
 PRELOADING = pytest.StashKey[Environments]()  # the session's environments, building releases
 
 pytest_plugins = [
+    "steps.support.lanes",  # first: its autouse fixture takes the scenario's turn first
     "steps.support.report",
     "steps.common.cluster_steps",
     "steps.common.workload_steps",
@@ -181,9 +182,19 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     (no cluster to run on, or its API unreachable), so CI can tell a red release from a
     broken runner."""
     reason = session.config.stash.get(NO_CLUSTER, None)
+    if reason and hasattr(session.config, "workeroutput"):  # the controller judges
+        session.config.workeroutput["ce_no_cluster"] = reason
     if reason and session.exitstatus == pytest.ExitCode.TESTS_FAILED:
         session.exitstatus = COULD_NOT_RUN
         record_session_fact(session.config, "could_not_run", reason)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist's controller: a lane that found no cluster makes the run "could not run"."""
+    reason = getattr(node, "workeroutput", {}).get("ce_no_cluster")
+    if reason:
+        node.config.stash[NO_CLUSTER] = reason
 
 
 def run_order(item: pytest.Item) -> int:
@@ -201,6 +212,9 @@ def paths() -> Paths:
 def cluster_provider(request: pytest.FixtureRequest, paths: Paths) -> Iterator[ClusterProvider]:
     """The session's cluster: created once, logs exported, deleted even when tests fail."""
     options = request.config.option
+    if not lanes.sets_up(request.config):  # the side lane: the main lane's cluster
+        yield lanes.published_provider(request.config)
+        return
     try:
         if options.kubeconfig:
             provider = existing_provider(options.kubeconfig, options.context)
@@ -215,7 +229,9 @@ def cluster_provider(request: pytest.FixtureRequest, paths: Paths) -> Iterator[C
             )
     except DeployerError as error:  # no verdict on any criterion: the run exits 6, not 1
         request.config.stash[NO_CLUSTER] = str(error).splitlines()[0]
+        lanes.publish_cluster(request.config, {"error": request.config.stash[NO_CLUSTER]})
         raise
+    lanes.publish_cluster(request.config, lanes.provider_document(provider))
     record_session_fact(request.config, "cluster", provider.name)
     if provider.seconds_to_ready is not None:
         record_session_fact(
@@ -224,6 +240,7 @@ def cluster_provider(request: pytest.FixtureRequest, paths: Paths) -> Iterator[C
     try:
         yield provider
     finally:
+        lanes.await_side_finished(request.config)  # it runs on this cluster until then
         report_dir = run_directory(request.config)
         if report_dir is not None:
             provider.export_logs(paths, report_dir / "cluster-logs")
@@ -259,7 +276,7 @@ def toolbox_image(request: pytest.FixtureRequest, paths: Paths) -> str:
 def environments_ahead(request: pytest.FixtureRequest) -> None:
     """The environments the selected scenarios need start deploying once the cluster is
     up, while the cluster's own scenarios run; a scenario waits for its environment."""
-    names = environments_needed(request.session)
+    names = environments_needed(request.session) if lanes.sets_up(request.config) else []
     provider: ClusterProvider | None = (
         request.getfixturevalue("cluster_provider") if names else None
     )
@@ -321,8 +338,18 @@ def environments(
             "not applicable: on a cluster this suite did not create, deploying the engine "
             "needs --registry (its nodes pull the images)"
         )
+    if not lanes.sets_up(request.config):
+        yield lanes.PublishedEnvironments(
+            paths, kube, target, toolbox_image, shared=lanes.board(request.config)
+        )
+        return
     deployed = Environments(
-        paths, kube, target, toolbox_image, images=cluster_provider.engine_images
+        paths,
+        kube,
+        target,
+        toolbox_image,
+        images=cluster_provider.engine_images,
+        announce=lanes.announcer(request.config),
     )
     try:
         yield deployed

@@ -14,7 +14,7 @@ Feature: R5 - Isolated dev, staging and production (product owner)
     Given the "staging" and "production" environments are deployed
     Then staging and production differ only in the allowed fields, rendered and live
 
-  @R5.3 @environments @performance @quiet
+  @R5.3 @environments @performance @quiet @alone
   Scenario: Production is tuned for performance
     Given the "dev" and "production" environments are deployed
     When the same bounded load is sent to both at the same moment from inside the cluster

@@ -10,13 +10,13 @@ Feature: R3 - Complete monitoring and observability (system administrator)
     Then every scrape target is up, each layer of the catalogue among them
     And every critical metric exists for each of its targets and is fresh
 
-  @R3.2 @observability
+  @R3.2 @observability @alone
   Scenario: A healthy stack raises no alert
     Given the "dev" environment is deployed
     And the alert receiver is listening
     Then no alert fires and none reaches the receiver for 30 seconds
 
-  @R3.2 @observability
+  @R3.2 @observability @alone
   Scenario: Real faults raise their alerts within seconds, and each resolves once its fault is gone
     Given the alert receiver is listening
     When these faults are injected, 4 reads a second going to each environment, one phase after the other
@@ -29,7 +29,7 @@ Feature: R3 - Complete monitoring and observability (system administrator)
       | 3     | dev         | node lost            | NodeDown:critical                                                  | NodeDown:critical                  |
     Then every fault raised its alerts and every alert resolved once its fault was gone
 
-  @R3.3 @observability
+  @R3.3 @observability @alone
   Scenario: One request ID leads to every log line of a problem, even from a pod that is gone
     Given the "dev" environment is deployed
     When a job is submitted with a known request ID, and a request with that ID fails in the API
@@ -44,7 +44,7 @@ Feature: R3 - Complete monitoring and observability (system administrator)
     Then Prometheus shows the new rate within 30 seconds, from samples less than 30 seconds old
     And the live view in a browser shows the engine's figures
 
-  @R3.5 @observability @light
+  @R3.5 @observability @light @alone
   Scenario: History for capacity planning survives restarts and is kept 13 months
     Given the "dev" environment is deployed
     Then the running Prometheus keeps at least 13 months of data on a persistent volume
@@ -53,7 +53,7 @@ Feature: R3 - Complete monitoring and observability (system administrator)
     Then the samples written before the restart are still there
     And the capacity report writes a CSV and a plot from the recorded aggregates
 
-  @R3.2 @observability @nightly
+  @R3.2 @observability @nightly @alone
   Scenario: The same alert reaches the receiver in seconds with our intervals, in minutes with Prometheus' defaults
     Measured nightly (about 5 minutes): the defaults' pair scrapes the same exporter,
     evaluates the same rule and notifies the same receiver; only the intervals differ.

@@ -29,7 +29,7 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
     Then every job submitted was done exactly once
     And engine-api and engine-worker scale back in within 5 minutes
 
-  @R1.3 @resilience
+  @R1.3 @resilience @alone
   Scenario: The engine heals killed, hung and deleted processes while its clients are served
     Given the "production" environment is deployed
     And a fresh namespace
@@ -46,7 +46,7 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
     And the engine API kept answering: no 5-second gap, and no failed request while a pod was deleted
     And every acknowledged write is readable and every accepted job is done, with its result
 
-  @R1.3 @resilience
+  @R1.3 @resilience @alone
   Scenario: The database killed or hung: the engine recovers on its own and loses nothing acknowledged
     Given the "production" environment is deployed
     And a fresh namespace
@@ -59,7 +59,7 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
     And the engine API answered again within 30 seconds of the database being Ready
     And every acknowledged write is readable and every accepted job is done, with its result
 
-  @R1.3 @resilience
+  @R1.3 @resilience @alone
   Scenario: A lost node's engine pods move to the remaining nodes, and the node rejoins
     Given the "production" environment is deployed
     And 4 clients reading, writing and queueing jobs through the engine API, each at most every 200 ms and waiting 3 s for an answer
@@ -70,7 +70,7 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
     Then it is Ready again within 3 minutes, and so is every environment
     And every acknowledged write is readable and every accepted job is done, with its result
 
-  @R1.4 @resilience
+  @R1.4 @resilience @alone
   Scenario: A new version that migrates the database rolls out, and back, under 8 reading and writing clients with zero failed requests
     The new version is the engine's next release: sessions keep the ID of the request
     that created them, in a column its migration adds. Schema changes are

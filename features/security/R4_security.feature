@@ -18,7 +18,7 @@ Feature: R4 - Secure by design (security officer)
     And a packet capture on the engine-api's node holds a plaintext marker but not a TLS one
     And engine-api's metrics report when each of its certificates expires, as issued
 
-  @R4.1 @security @resilience
+  @R4.1 @security @resilience @alone
   Scenario: Certificates are issued again and rolled in with no failed request
     Given a running cluster
     And the "staging" environment is deployed
@@ -27,7 +27,7 @@ Feature: R4 - Secure by design (security officer)
     Then engine-api and Postgres present the certificates just issued
     And no request failed while the certificates were rolled in
 
-  @R4.2 @security
+  @R4.2 @security @alone
   Scenario: Secrets are ciphertext in etcd, and the key rotates without breaking the engine
     Given a running cluster
     And a fresh namespace

@@ -26,6 +26,7 @@ from deployer.actions.engine_images import image_refs
 from deployer.actions.pipeline import RunRecord
 from deployer.lower.docker_client import DockerClient
 from deployer.settings import Paths
+from steps.support import lanes
 from steps.support.delivery import Developer, push_the_three_commits
 from steps.support.environments import Environment, Environments, api_call
 from steps.support.kube import Kube
@@ -101,7 +102,7 @@ def early_pushes(request: pytest.FixtureRequest) -> None:
     tests and builds overlap the first scenarios, and their staging deploy waits for the
     suite's hold. A failure here is not the first scenario's: it is raised again to the
     delivery scenarios, which ask for the same fixture."""
-    if not delivery_runs_here(request):
+    if not lanes.sets_up(request.config) or not delivery_runs_here(request):
         return
     try:
         request.getfixturevalue("pushed")

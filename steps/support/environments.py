@@ -14,7 +14,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,8 @@ class Environments:
     preload_now: threading.Event = field(default_factory=threading.Event, repr=False)
     preload_stop: threading.Event = field(default_factory=threading.Event, repr=False)
     preloaded: dict[str, threading.Event] = field(default_factory=dict, repr=False)
+    # Told of each deploy's outcome (the main lane publishes it for the side lane).
+    announce: Callable[[str, Environment | BaseException], None] | None = None
 
     def session_images(self) -> EngineImages:
         """Built once per session: every environment runs the same build, even if HEAD moves."""
@@ -135,7 +137,14 @@ class Environments:
             return self.deployed[name]
         with self.lock:
             if name not in self.deployed:
-                self.deployed[name] = self._deploy(name, self.session_images())
+                try:
+                    self.deployed[name] = self._deploy(name, self.session_images())
+                except Exception as error:
+                    if self.announce is not None:
+                        self.announce(name, error)
+                    raise
+                if self.announce is not None:
+                    self.announce(name, self.deployed[name])
             return self.deployed[name]
 
     def deploy_ahead(self, names: list[str]) -> None:

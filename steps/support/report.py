@@ -84,6 +84,7 @@ class ScenarioResult:
 @dataclass
 class ReportState:
     directory: Path
+    worker: bool = False  # an xdist worker: it hands its facts to the controller, which writes
     results: dict[str, ScenarioResult] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     session: dict[str, Any] = field(default_factory=dict)
@@ -92,6 +93,8 @@ class ReportState:
 
 
 STATE_KEY = pytest.StashKey[ReportState]()
+WINDOW_KEY = pytest.StashKey[CpuWindow]()
+REPORT_DIR_KEY = "ce_report_dir"  # xdist workerinput: the controller's run folder
 
 
 def report_root(config: pytest.Config) -> Path:
@@ -100,6 +103,10 @@ def report_root(config: pytest.Config) -> Path:
 
 def pytest_configure(config: pytest.Config) -> None:
     if config.option.collectonly or not config.getoption("acceptance_report"):
+        return
+    handed = getattr(config, "workerinput", {}).get(REPORT_DIR_KEY)
+    if handed:  # an xdist worker writes evidence into the controller's folder
+        config.stash[STATE_KEY] = ReportState(Path(handed), worker=True)
         return
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     directory = report_root(config) / stamp
@@ -110,6 +117,25 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.htmlpath = str(directory / "report.html")
         config.option.self_contained_html = True
     config.stash[STATE_KEY] = ReportState(directory)
+    config.pluginmanager.register(Recorder(config.stash[STATE_KEY]), "ce-report-recorder")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: every worker's evidence goes to the one run folder."""
+    state = _state(node.config)
+    if state is not None:
+        node.workerinput[REPORT_DIR_KEY] = str(state.directory)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist: a worker's session facts and deselected criteria join the controller's."""
+    state = _state(node.config)
+    handed = getattr(node, "workeroutput", {}).get("ce_report")
+    if state is not None and handed:
+        state.session.update(handed["session"])
+        state.deselected.update(handed["deselected"])
 
 
 def point_latest(config: pytest.Config, directory: Path) -> None:
@@ -173,35 +199,60 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, Any, None]:
     host is every node, so this says which scenarios had the CPU to themselves and which
     left it idle (waiting on a controller's clock), i.e. what parallel scenarios could
     gain on this machine."""
-    window = CpuWindow()
+    item.stash[WINDOW_KEY] = CpuWindow()
     yield
-    state = _state(item.config)
-    if state is not None and item.nodeid in state.results:
-        state.results[item.nodeid].host_busy_pct = window.share().busy_pct
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, Any, None]:
+    """What the report needs of the item travels on the report itself (xdist hands
+    reports, not items, to the controller): its criteria, title and host CPU share."""
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
-    state = _state(item.config)
-    if state is None:
+    if _state(item.config) is None:
         return
+    report.ce_scenario = {  # type: ignore[attr-defined]
+        "name": item.name,
+        "requirements": sorted(
+            m.name for m in item.iter_markers() if REQUIREMENT_MARK.match(m.name)
+        ),
+        "title": scenario_title(item),
+    }
+    window = item.stash.get(WINDOW_KEY, None)
+    if report.when == "teardown" and window is not None:
+        report.ce_host_busy_pct = window.share().busy_pct  # type: ignore[attr-defined]
+
+
+@dataclass
+class Recorder:
+    """The serial run's or the xdist controller's account of each scenario, from its
+    reports (registered as a plugin at configure, as it holds this run's state)."""
+
+    state: ReportState
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        scenario = getattr(report, "ce_scenario", None)
+        if scenario is not None:
+            record_report(self.state, report, scenario)
+
+
+def record_report(state: ReportState, report: pytest.TestReport, scenario: dict[str, Any]) -> None:
     result = state.results.setdefault(
-        item.nodeid,
+        report.nodeid,
         ScenarioResult(
-            nodeid=item.nodeid,
-            name=item.name,
-            requirements=sorted(
-                m.name for m in item.iter_markers() if REQUIREMENT_MARK.match(m.name)
-            ),
-            title=scenario_title(item),
+            nodeid=report.nodeid,
+            name=scenario["name"],
+            requirements=list(scenario["requirements"]),
+            title=scenario["title"],
         ),
     )
     result.duration_s += report.duration
-    for key, value in item.user_properties:
+    busy = getattr(report, "ce_host_busy_pct", None)
+    if busy is not None:
+        result.host_busy_pct = busy
+    for key, value in report.user_properties:
         if key.startswith(FIGURE_PREFIX):
             result.figures[key[len(FIGURE_PREFIX) :]] = value
         elif key == LEFT_OUT and value not in result.left_out:
@@ -324,6 +375,12 @@ def approval_fragment(document: dict[str, Any], root: Path, state: ReportState) 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     state = _state(session.config)
     if state is None:
+        return
+    if state.worker:
+        session.config.workeroutput["ce_report"] = {  # type: ignore[attr-defined]
+            "session": state.session,
+            "deselected": sorted(state.deselected),
+        }
         return
     root = Path(session.config.rootpath)
     exitstatus = int(session.exitstatus)  # conftest may have told "could not run" apart
