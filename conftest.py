@@ -240,7 +240,7 @@ def cluster_provider(request: pytest.FixtureRequest, paths: Paths) -> Iterator[C
     try:
         yield provider
     finally:
-        lanes.await_side_finished(request.config)  # it runs on this cluster until then
+        lanes.main_finished(request.config)  # the side lane runs on this cluster until then
         report_dir = run_directory(request.config)
         if report_dir is not None:
             provider.export_logs(paths, report_dir / "cluster-logs")
@@ -334,10 +334,12 @@ def environments(
             paths, cluster_provider.kubeconfig, cluster_provider.context, registry
         )
     else:
-        pytest.skip(
+        reason = (
             "not applicable: on a cluster this suite did not create, deploying the engine "
             "needs --registry (its nodes pull the images)"
         )
+        lanes.refuse_environments(request.config, environments_needed(request.session), reason)
+        pytest.skip(reason)
     if not lanes.sets_up(request.config):
         yield lanes.PublishedEnvironments(
             paths, kube, target, toolbox_image, shared=lanes.board(request.config)
@@ -354,6 +356,9 @@ def environments(
     try:
         yield deployed
     finally:
+        if deployed.ahead is not None:
+            deployed.ahead.join()
+        lanes.main_finished(request.config)  # the side lane uses these environments until then
         record_images_under_test(request.config, kube, deployed)
         deployed.cleanup()
 

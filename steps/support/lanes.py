@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 from deployer.actions.engine_images import EngineImages
 from deployer.lower.waiting import wait_until
@@ -56,6 +57,8 @@ SIDE_STARTED, SIDE_FINISHED = "side-started", "side-finished"
 LANE = pytest.StashKey[str]()
 SIDE_ITEMS = pytest.StashKey[int]()
 NEEDS = pytest.StashKey[list[str]]()  # the environments a scenario deploys
+ITEM_LANE = pytest.StashKey[str]()
+LANES = "lanes"  # the board's document: each scenario's node id and lane
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ class Board:
             published, timeout=WAIT_S, interval=1.0, describe=f"the main lane's {what}"
         )
         if "error" in document:
+            if str(document["error"]).startswith("not applicable"):
+                pytest.skip(document["error"])  # what the main lane's own scenarios say too
             pytest.fail(f"the main lane could not provide {what}: {document['error']}")
         log.info("side lane: %s ready after %.0fs", what, waited)
         return document
@@ -157,11 +162,11 @@ def pytest_collection_modifyitems(
 
 
 def assign(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On an xdist worker: give each scenario its lane as an xdist group, which xdist's
-    loadgroup scheduling sends to one worker (it reads the group from the node id's
-    ``@<group>`` suffix, as xdist's own marker would add it). Every worker collects the
-    same items and computes the same split. One worker, or nothing for one lane: all main."""
-    if board(config) is None:
+    """On an xdist worker: give each scenario its lane, and write the split to the board
+    for the controller's scheduler. Every worker collects the same items and computes
+    the same split. One worker, or nothing for one lane: all main."""
+    shared = board(config)
+    if shared is None:
         return
     steps_of = scenario_steps(Path(config.rootpath) / "features")
     needs = [needed_in_order(steps_of, [scenario_title(item)]) for item in items]
@@ -172,21 +177,37 @@ def assign(config: pytest.Config, items: list[pytest.Item]) -> None:
     config.stash[SIDE_ITEMS] = sum(side)
     for item, on_side, need in zip(items, side, needs, strict=True):
         item.stash[NEEDS] = need
-        group = SIDE if on_side else MAIN
-        item.add_marker(pytest.mark.xdist_group(name=group))
-        item._nodeid = f"{item.nodeid}@{group}"  # type: ignore[attr-defined]  # noqa: SLF001
+        item.stash[ITEM_LANE] = SIDE if on_side else MAIN
+    shared.publish(LANES, {item.nodeid: item.stash[ITEM_LANE] for item in items})
+
+
+class LaneScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist is untyped
+    """xdist's scheduling by scope, where a scope is a lane: each lane goes whole to one
+    worker, which runs it in collection order."""
+
+    def __init__(self, config: pytest.Config, shared: Board, log: Any = None) -> None:
+        super().__init__(config, log)
+        self.shared = shared
+
+    def _split_scope(self, nodeid: str) -> str:
+        lanes = self.shared.read(LANES) or {}
+        return str(lanes.get(nodeid, MAIN))
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LaneScheduling | None:
+    folder = config.stash.get(BOARD, None)
+    return LaneScheduling(config, Board(folder), log) if folder is not None else None
 
 
 def lane_of(item: pytest.Item) -> str:
-    group = item.get_closest_marker("xdist_group")
-    return str(group.kwargs.get("name")) if group is not None else MAIN
+    return item.stash.get(ITEM_LANE, MAIN)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """On the controller of ``-n N``: one board for the run, lanes scheduled as groups."""
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
-        config.option.dist = "loadgroup"
         config.stash[BOARD] = Path(tempfile.mkdtemp(prefix="ce-lanes-"))
 
 
@@ -244,6 +265,17 @@ def lane_turn(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
 
 
+def main_finished(config: pytest.Config) -> None:
+    """The main lane ran its last scenario and deployed all it will: say so (a side
+    scenario still waiting for something fails now, not at the deadline), then wait until
+    the side lane, which runs on this cluster and these environments, has finished."""
+    shared = board(config)
+    if shared is None or lane(config) != MAIN:
+        return
+    shared.publish("main-finished", {"pid": os.getpid()})
+    await_side_finished(config)
+
+
 def await_side_finished(config: pytest.Config) -> None:
     """Until the side lane has run its last scenario (or its worker is gone)."""
     shared = board(config)
@@ -259,6 +291,14 @@ def await_side_finished(config: pytest.Config) -> None:
     log.info("main lane: waiting for the side lane to finish")
     _, waited = wait_until(finished, timeout=WAIT_S, interval=1.0, describe="the side lane")
     log.info("main lane: the side lane finished (waited %.0fs)", waited)
+
+
+def refuse_environments(config: pytest.Config, names: list[str], reason: str) -> None:
+    """The main lane will deploy none of ``names``: the side lane's scenarios fail now."""
+    shared = board(config)
+    if shared is not None and lane(config) == MAIN:
+        for name in names:
+            shared.publish(f"environment-{name}", {"error": reason})
 
 
 def alive(pid: int) -> bool:
