@@ -41,7 +41,7 @@ from steps.support.environments import (
     scenario_steps,
 )
 from steps.support.provider import ClusterProvider
-from steps.support.report import scenario_title
+from steps.support.report import REPORT_DIR_KEY, run_directory, scenario_title
 
 log = logging.getLogger(__name__)
 
@@ -206,9 +206,26 @@ def lane_of(item: pytest.Item) -> str:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """On the controller of ``-n N``: one board for the run, lanes scheduled as groups."""
+    """On the controller of ``-n N``: one board for the run. On a worker: its log goes to
+    a file in the run folder (xdist shows a worker's scenarios, not its live log)."""
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         config.stash[BOARD] = Path(tempfile.mkdtemp(prefix="ce-lanes-"))
+    run_folder = getattr(config, "workerinput", {}).get(REPORT_DIR_KEY)
+    if run_folder and board(config) is not None:
+        worker = config.workerinput["workerid"]  # type: ignore[attr-defined]
+        handler = logging.FileHandler(Path(run_folder) / f"worker-{worker}.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        handler.setLevel(logging.INFO)
+        logging.getLogger().addHandler(handler)
+        logging.getLogger().setLevel(logging.INFO)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    folder = run_directory(config)
+    if config.stash.get(BOARD, None) is None:
+        return []
+    logs = f"; each worker's log: {folder}/worker-gw*.log" if folder is not None else ""
+    return [f"lanes: main and side (steps/support/lanes.py){logs}"]
 
 
 @pytest.hookimpl(optionalhook=True)
