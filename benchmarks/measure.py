@@ -2,6 +2,7 @@
 
     python benchmarks/measure.py            # warm build, cluster up/down, acceptance run
     python benchmarks/measure.py --cold     # first wipe every build cache (slow: ~20-40 min)
+    python benchmarks/measure.py --compare-lanes SERIAL_RUN LANES_RUN   # two report folders
 
 Each figure is a wall-clock time taken around one command; budgets come from
 benchmarks/budgets.toml and are reported next to the figures, not asserted.
@@ -80,13 +81,57 @@ def scenario_figures() -> dict[str, Any]:
     }
 
 
+def lanes_comparison(serial_run: Path, lanes_run: Path) -> dict[str, Any]:
+    """The wall time of one acceptance run serial and one with two lanes (``-n 2``), from
+    their report folders: what the second lane gains on this machine, scenario by lane."""
+
+    def run(folder: Path) -> dict[str, Any]:
+        report = json.loads((folder / "requirements.json").read_text())
+        scenarios = [s for e in report["requirements"].values() for s in e["scenarios"]]
+        scenarios += report["other_scenarios"]
+        unique = {s["nodeid"]: s for s in scenarios}.values()
+        return {
+            "report": folder.name,
+            "revision": json.loads((folder / "MANIFEST.json").read_text())["facts"]["revision"],
+            "run_s": report["duration_s"],
+            "passed": sum(1 for s in unique if s["status"] == "passed"),
+            "scenarios": len(unique),
+            "host_busy_pct": report["host_cpu_during_scenarios"].get("host_busy_pct"),
+        }
+
+    serial, lanes = run(serial_run), run(lanes_run)
+    return {
+        "serial": serial,
+        "two_lanes": lanes,
+        "gain_s": round(serial["run_s"] - lanes["run_s"], 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--cold", action="store_true", help="wipe build caches first")
     parser.add_argument("--skip-acceptance", action="store_true")
+    parser.add_argument(
+        "--compare-lanes",
+        nargs=2,
+        type=Path,
+        metavar=("SERIAL_RUN", "LANES_RUN"),
+        help="record the two-lane gain from two report folders in results.json; nothing else",
+    )
     args = parser.parse_args()
+    out = ROOT / "benchmarks" / "results.json"
+    if args.compare_lanes:
+        recorded = json.loads(out.read_text()) if out.exists() else {}
+        recorded["lanes"] = {
+            "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release},
+            **lanes_comparison(*args.compare_lanes),
+        }
+        out.write_text(json.dumps(recorded, indent=2) + "\n")
+        print(json.dumps(recorded["lanes"], indent=2))
+        return 0
     figures: dict[str, Any] = {}
     deployer = [PYTHON, "-m", "deployer"]
     if args.cold:
@@ -108,7 +153,8 @@ def main() -> int:
         "figures": figures,
         "budgets": budgets,
     }
-    out = ROOT / "benchmarks" / "results.json"
+    if out.exists() and "lanes" in json.loads(out.read_text()):
+        result["lanes"] = json.loads(out.read_text())["lanes"]
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(figures, indent=2))
     return 0

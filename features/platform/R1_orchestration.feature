@@ -16,7 +16,7 @@ Feature: R1 - Containerised, orchestrated infrastructure (CTO)
     And the content digest of every image that runs is recorded
     And every engine image carries an SBOM
 
-  @R1.2 @resilience
+  @R1.2 @resilience @alone
   Scenario: Load makes Kubernetes scale the API and the worker out, and back in when it ends, every job done once
     The jobs start at 2 a second; while engine-worker has not scaled out and its
     autoscaler reads its CPU under target, the rate doubles every 45 s (up to 16):

@@ -41,7 +41,12 @@ from steps.support.environments import (
     scenario_steps,
 )
 from steps.support.provider import ClusterProvider
-from steps.support.report import REPORT_DIR_KEY, run_directory, scenario_title
+from steps.support.report import (
+    REPORT_DIR_KEY,
+    record_session_fact,
+    run_directory,
+    scenario_title,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +92,18 @@ class Board:
                 return {"error": "the main lane finished without it"}
             return document
 
-        log.info("side lane: waiting for the main lane's %s", what)
-        document, waited = wait_until(
-            published, timeout=WAIT_S, interval=1.0, describe=f"the main lane's {what}"
-        )
+        document = published()
+        if document is None:
+            log.info("side lane: waiting for the main lane's %s", what)
+            found, waited = wait_until(
+                published, timeout=WAIT_S, interval=1.0, describe=f"the main lane's {what}"
+            )
+            log.info("side lane: %s ready after %.0fs", what, waited)
+            document = found
         if "error" in document:
             if str(document["error"]).startswith("not applicable"):
                 pytest.skip(document["error"])  # what the main lane's own scenarios say too
             pytest.fail(f"the main lane could not provide {what}: {document['error']}")
-        log.info("side lane: %s ready after %.0fs", what, waited)
         return document
 
     @contextmanager
@@ -218,6 +226,12 @@ def pytest_configure(config: pytest.Config) -> None:
         handler.setLevel(logging.INFO)
         logging.getLogger().addHandler(handler)
         logging.getLogger().setLevel(logging.INFO)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The report says how the run was laid out: its times depend on it."""
+    if session.config.stash.get(BOARD, None) is not None:
+        record_session_fact(session.config, "lanes", "main and side (pytest-xdist, -n 2)")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
