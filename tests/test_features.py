@@ -38,3 +38,13 @@ def test_every_scenario_names_its_criterion_or_is_smoke() -> None:
             assert re.search(r"@R[1-5]\.[1-5]\b", tags), (
                 f"{path}: scenario without criterion: {tags}"
             )
+
+
+def test_a_scenario_that_breaks_something_runs_alone() -> None:
+    """With two lanes (-n 2), a scenario that kills, restarts or rolls something out must
+    have the cluster to itself: @resilience ones are @alone (or @delivery, which runs last
+    and alone)."""
+    for path in ROOT.glob("features/**/*.feature"):
+        for tags in re.findall(r"((?:@[\w.]+\s*)+)\n\s*Scenario:", path.read_text()):
+            if "@resilience" in tags:
+                assert "@alone" in tags or "@delivery" in tags, f"{path}: {tags.strip()}"
