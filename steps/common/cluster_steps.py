@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from kubernetes import client
 from pytest_bdd import given, parsers, then
 
 from deployer.lower.kube import node_states
@@ -24,11 +23,7 @@ def _(cluster_provider: ClusterProvider, kube: Kube) -> ClusterProvider:
 def _(kube: Kube, request: pytest.FixtureRequest) -> str:
     """A namespace for this scenario only, with the probe scripts, deleted afterwards."""
     name = f"ce-test-{uuid.uuid4().hex[:8]}"
-    kube.core.create_namespace(
-        client.V1Namespace(
-            metadata=client.V1ObjectMeta(name=name, labels={"ce.test/suite": "acceptance"})
-        )
-    )
+    kube.create_namespace(name, {"ce.test/suite": "acceptance"})
     request.addfinalizer(
         lambda: kube.core.delete_namespace(
             name, grace_period_seconds=0, propagation_policy="Background"

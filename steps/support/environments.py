@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-from kubernetes import client
 
 from deployer.actions import deploy as deploy_action
 from deployer.actions import engine_images
@@ -247,13 +246,8 @@ class Environments:
 
         The pods of that namespace trust the environment's CA (ConfigMap ``engine-ca``)."""
         namespace = f"ce-test-client-{environment}-{uuid.uuid4().hex[:6]}"
-        self.kube.core.create_namespace(
-            client.V1Namespace(
-                metadata=client.V1ObjectMeta(
-                    name=namespace,
-                    labels={"ce.io/access": environment, "ce.test/suite": "acceptance"},
-                )
-            )
+        self.kube.create_namespace(
+            namespace, {"ce.io/access": environment, "ce.test/suite": "acceptance"}
         )
         self.kube.create(namespace, assets_configmap())
         self.kube.create(

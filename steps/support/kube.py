@@ -149,6 +149,30 @@ class Kube:
             for family in families
         )
 
+    def create_namespace(self, name: str, labels: dict[str, str]) -> None:
+        """Create a namespace and wait for its ``default`` ServiceAccount: a pod created
+        before the controller adds it is refused (403 "serviceaccount default not found"),
+        which failed a busy run's first pod in a fresh namespace."""
+        self.core.create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
+        )
+
+        def has_default_account() -> bool:
+            try:
+                self.core.read_namespaced_service_account("default", name)
+            except ApiException as error:
+                if error.status == 404:
+                    return False
+                raise
+            return True
+
+        wait_until(
+            has_default_account,
+            timeout=60,
+            interval=0.5,
+            describe=f"the default ServiceAccount of namespace {name}",
+        )
+
     def delete_pod(self, namespace: str, name: str) -> None:
         """Delete a pod now; one already gone is no error (a finalizer may come second)."""
         try:

@@ -225,7 +225,7 @@ def pytest_runtest_makereport(
         report.ce_host_busy_pct = window.share().busy_pct  # type: ignore[attr-defined]
 
 
-@dataclass
+@dataclass(eq=False)  # a plugin: hashed by identity
 class Recorder:
     """The serial run's or the xdist controller's account of each scenario, from its
     reports (registered as a plugin at configure, as it holds this run's state)."""
