@@ -104,7 +104,7 @@ def test_the_side_lane_fails_fast_on_what_the_main_lane_could_not_provide(
     board.publish("environment-qa", {"error": "not applicable: needs --registry"})
     with pytest.raises(pytest.skip.Exception, match="not applicable"):
         board.await_document("environment-qa", "'qa' environment")
-    board.publish("main-finished", {"pid": 1})
+    board.publish(lanes.MAIN_FINISHED, {"pid": 1})
     with pytest.raises(pytest.fail.Exception, match="finished without it"):
         board.await_document("environment-staging", "'staging' environment")
 

@@ -58,7 +58,7 @@ BOARD_KEY = "ce_lanes_board"  # workerinput: the folder the lanes share
 BOARD = pytest.StashKey[Path]()  # the controller's board
 WAIT_S = 3600.0  # what one lane waits for the other at most (the whole run's scale)
 CLUSTER = "cluster"
-SIDE_STARTED, SIDE_FINISHED = "side-started", "side-finished"
+SIDE_STARTED, SIDE_FINISHED, MAIN_FINISHED = "side-started", "side-finished", "main-finished"
 LANE = pytest.StashKey[str]()
 SIDE_ITEMS = pytest.StashKey[int]()
 NEEDS = pytest.StashKey[list[str]]()  # the environments a scenario deploys
@@ -88,7 +88,7 @@ class Board:
 
         def published() -> dict[str, Any] | None:
             document = self.read(name)
-            if document is None and self.read("main-finished") is not None:
+            if document is None and self.read(MAIN_FINISHED) is not None:
                 return {"error": "the main lane finished without it"}
             return document
 
@@ -208,8 +208,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LaneScheduli
     return LaneScheduling(config, Board(folder), log) if folder is not None else None
 
 
-def lane_of(item: pytest.Item) -> str:
-    return item.stash.get(ITEM_LANE, MAIN)
+def environment_document(name: str) -> str:
+    """The board's document for one environment, as the main lane deployed it."""
+    return f"environment-{name}"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -258,11 +259,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item) -> None:
-    """The first scenario a worker runs tells its lane (a lane is one xdist group)."""
+    """The first scenario a worker runs tells its lane (the scheduler sends a lane whole)."""
     shared = board(item.config)
     if shared is None or LANE in item.config.stash:
         return
-    item.config.stash[LANE] = lane_of(item)
+    item.config.stash[LANE] = item.stash.get(ITEM_LANE, MAIN)
     log.info("lanes: this worker runs the %s lane", lane(item.config))
     if lane(item.config) == SIDE:
         shared.publish(SIDE_STARTED, {"pid": os.getpid()})
@@ -286,7 +287,7 @@ def lane_turn(request: pytest.FixtureRequest) -> Iterator[None]:
     if lane(request.config) == SIDE:
         shared.await_document(CLUSTER, "cluster")
         for name in item.stash.get(NEEDS, []):
-            shared.await_document(f"environment-{name}", f"{name!r} environment")
+            shared.await_document(environment_document(name), f"{name!r} environment")
     elif item.get_closest_marker("delivery"):
         await_side_finished(request.config)
     alone = lane(request.config) != SIDE and any(
@@ -303,7 +304,7 @@ def main_finished(config: pytest.Config) -> None:
     shared = board(config)
     if shared is None or lane(config) != MAIN:
         return
-    shared.publish("main-finished", {"pid": os.getpid()})
+    shared.publish(MAIN_FINISHED, {"pid": os.getpid()})
     await_side_finished(config)
 
 
@@ -329,7 +330,7 @@ def refuse_environments(config: pytest.Config, names: list[str], reason: str) ->
     shared = board(config)
     if shared is not None and lane(config) == MAIN:
         for name in names:
-            shared.publish(f"environment-{name}", {"error": reason})
+            shared.publish(environment_document(name), {"error": reason})
 
 
 def alive(pid: int) -> bool:
@@ -381,9 +382,9 @@ def announcer(config: pytest.Config) -> Callable[[str, Environment | BaseExcepti
 
     def announce(name: str, outcome: Environment | BaseException) -> None:
         if isinstance(outcome, BaseException):
-            shared.publish(f"environment-{name}", {"error": str(outcome).splitlines()[0]})
+            shared.publish(environment_document(name), {"error": str(outcome).splitlines()[0]})
         else:
-            shared.publish(f"environment-{name}", asdict(outcome))
+            shared.publish(environment_document(name), asdict(outcome))
 
     return announce
 
@@ -397,7 +398,9 @@ class PublishedEnvironments(Environments):
     def ensure(self, name: str) -> Environment:
         if name not in self.deployed:
             assert self.shared is not None
-            document = self.shared.await_document(f"environment-{name}", f"{name!r} environment")
+            document = self.shared.await_document(
+                environment_document(name), f"{name!r} environment"
+            )
             images = EngineImages(**document.pop("images"))
             if images.sbom is not None:
                 images.sbom = Path(images.sbom)
